@@ -1,0 +1,85 @@
+"""The small trainable pieces MIRACLE adds around its backbones: Gaussian heads, latent injection, aspect heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import DynamicCache, PreTrainedConfig
+
+
+def pool_hidden_states(hidden_states: torch.Tensor, attention_mask: torch.Tensor, mode: str = "mean") -> torch.Tensor:
+    """Pool encoder states (B, T, H) to (B, H): masked mean over real tokens, or the first token (`"cls"`)."""
+    if mode == "cls":
+        return hidden_states[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
+    return (hidden_states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class GaussianHead(nn.Module):
+    """Linear map of a pooled encoding to the (mu, logvar) of a diagonal Gaussian."""
+
+    def __init__(self, hidden_size: int, latent_size: int):
+        super().__init__()
+        self.proj = nn.Linear(hidden_size, 2 * latent_size)
+
+    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.proj(pooled).chunk(2, dim=-1)
+        return mu, logvar
+
+
+def decoder_cache_shape(decoder_config: PreTrainedConfig) -> tuple[int, int, int]:
+    """(layers, key/value heads, head size) of a decoder, for GPT-2-, Llama- and most other causal LM configs."""
+    layers = decoder_config.num_hidden_layers
+    heads = decoder_config.num_attention_heads
+    kv_heads = getattr(decoder_config, "num_key_value_heads", None) or heads
+    head_dim = getattr(decoder_config, "head_dim", None) or decoder_config.hidden_size // heads
+    return layers, kv_heads, head_dim
+
+
+class LatentInjection(nn.Module):
+    """How z reaches the decoder: added to every input embedding, and/or one virtual key/value per layer."""
+
+    def __init__(self, latent_size: int, decoder_config: PreTrainedConfig, add_to_embeddings: bool, use_prefix: bool):
+        super().__init__()
+        self.decoder_config = decoder_config
+        self.layers, self.kv_heads, self.head_dim = decoder_cache_shape(decoder_config)
+        self.to_embedding = nn.Linear(latent_size, decoder_config.hidden_size) if add_to_embeddings else None
+        self.to_prefix = (
+            nn.Linear(latent_size, self.layers * 2 * self.kv_heads * self.head_dim) if use_prefix else None
+        )
+
+    @property
+    def prefix_length(self) -> int:
+        return 1 if self.to_prefix is not None else 0
+
+    def add_to_embeddings(self, inputs_embeds: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        if self.to_embedding is None:
+            return inputs_embeds
+        return inputs_embeds + self.to_embedding(latent).unsqueeze(1).to(inputs_embeds.dtype)
+
+    def prefix_cache(self, latent: torch.Tensor, dtype: torch.dtype) -> DynamicCache:
+        """A fresh `DynamicCache` holding one latent key/value per layer (shape B x kv_heads x 1 x head_dim)."""
+        batch = latent.shape[0]
+        kv = self.to_prefix(latent).to(dtype).view(batch, self.layers, 2, self.kv_heads, 1, self.head_dim)
+        cache = DynamicCache(config=self.decoder_config)
+        for layer in range(self.layers):
+            cache.update(kv[:, layer, 0], kv[:, layer, 1], layer)
+        return cache
+
+
+class AttributeHeads(nn.Module):
+    """One two-layer MLP classifier f_i: latent -> hidden -> n_aspects per attribute."""
+
+    def __init__(self, attributes: dict[str, list[str]], latent_size: int, hidden_size: int):
+        super().__init__()
+        self.heads = nn.ModuleDict(
+            {name: self.make_head(latent_size, hidden_size, len(aspects)) for name, aspects in attributes.items()}
+        )
+
+    @staticmethod
+    def make_head(latent_size: int, hidden_size: int, num_aspects: int) -> nn.Sequential:
+        return nn.Sequential(nn.Linear(latent_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, num_aspects))
+
+    def forward(self, latent: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits of every attribute's aspects for a batch of latents."""
+        return {name: head(latent) for name, head in self.heads.items()}

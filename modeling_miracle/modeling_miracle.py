@@ -1,0 +1,305 @@
+"""`MiracleForPersonalizedGeneration`: the MIRACLE dialogue CVAE (paper section 3.3) as a `PreTrainedModel`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from configuration import MiracleConfig
+
+from .latent_modules import AttributeHeads, GaussianHead, LatentInjection, pool_hidden_states
+from .losses import (
+    aspect_classification_loss,
+    attribute_distance_loss,
+    attribute_means,
+    free_bits_kl,
+    gaussian_kl,
+    reconstruction_loss,
+)
+
+
+@dataclass
+class MiracleOutput(ModelOutput):
+    """Output of [`MiracleForPersonalizedGeneration.forward`]; every loss component is reported separately."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: object | None = None
+    latent: torch.FloatTensor | None = None
+    prior_mu: torch.FloatTensor | None = None
+    prior_logvar: torch.FloatTensor | None = None
+    posterior_mu: torch.FloatTensor | None = None
+    posterior_logvar: torch.FloatTensor | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
+    kl_loss: torch.FloatTensor | None = None
+    classification_loss: torch.FloatTensor | None = None
+    distance_loss: torch.FloatTensor | None = None
+    kl_beta: float | None = None
+
+
+class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
+    """MIRACLE: prior/posterior encoders -> z -> any causal LM decoder, with one latent classifier head per attribute.
+
+    z reaches the decoder by an embedding add and a one-token latent prefix in the KV cache (injected inside
+    `forward` whenever the cache is empty, so the standard `GenerationMixin` path with the cache on works).
+    """
+
+    config_class = MiracleConfig
+    base_model_prefix = "miracle"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    accepts_loss_kwargs = False
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: MiracleConfig, prior_encoder=None, posterior_encoder=None, decoder=None):
+        super().__init__(config)
+        self.prior_encoder = prior_encoder if prior_encoder is not None else self._encoder_from_config(config.encoder)
+        if not config.share_encoder:
+            self.posterior_encoder = (
+                posterior_encoder if posterior_encoder is not None else self._encoder_from_config(config.encoder)
+            )
+        self.decoder = decoder if decoder is not None else AutoModelForCausalLM.from_config(config.decoder)
+        encoder_hidden = config.encoder.hidden_size
+        self.prior_head = GaussianHead(encoder_hidden, config.latent_size)
+        self.posterior_head = GaussianHead(encoder_hidden, config.latent_size)
+        self.latent_injection = LatentInjection(
+            config.latent_size, config.decoder, config.add_latent_to_embeddings, config.use_latent_prefix
+        )
+        self.attribute_heads = AttributeHeads(config.attributes, config.latent_size, config.head_hidden_size)
+        # Cyclical KL schedule value, set by the training callback (1.0 outside training).
+        self.kl_beta = 1.0
+        # Last batch mean of z per attribute, for L_D on attribute-homogeneous batches (authors' cache).
+        self.register_buffer(
+            "attribute_mean_cache", torch.zeros(len(config.attributes), config.latent_size), persistent=False
+        )
+        self.register_buffer("attribute_mean_seen", torch.zeros(len(config.attributes), dtype=torch.bool), persistent=False)
+        self.post_init()
+
+    @staticmethod
+    def _encoder_from_config(encoder_config):
+        try:
+            return AutoModel.from_config(encoder_config, add_pooling_layer=False)
+        except TypeError:  # encoders without a pooler
+            return AutoModel.from_config(encoder_config)
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """Initialise MIRACLE's own layers; backbones keep their own (pretrained or random) weights."""
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        if isinstance(module, MiracleForPersonalizedGeneration):
+            init.zeros_(module.attribute_mean_cache)
+            init.zeros_(module.attribute_mean_seen)
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_encoder_decoder_pretrained(
+        cls,
+        encoder_pretrained_model_name_or_path: str,
+        decoder_pretrained_model_name_or_path: str,
+        attributes: dict[str, list[str]] | None = None,
+        encoder_kwargs: dict | None = None,
+        decoder_kwargs: dict | None = None,
+        **config_kwargs,
+    ) -> "MiracleForPersonalizedGeneration":
+        """Start from pretrained backbones (paper: `bert-base-uncased` + `microsoft/DialoGPT-medium`).
+
+        `encoder_kwargs` / `decoder_kwargs` go to the backbones' `from_pretrained` (e.g. `gguf_file=`);
+        `config_kwargs` (latent_size, loss switches, ...) go to [`MiracleConfig`].
+        """
+        encoder_kwargs, decoder_kwargs = dict(encoder_kwargs or {}), dict(decoder_kwargs or {})
+        try:
+            prior = AutoModel.from_pretrained(encoder_pretrained_model_name_or_path, add_pooling_layer=False, **encoder_kwargs)
+        except TypeError:
+            prior = AutoModel.from_pretrained(encoder_pretrained_model_name_or_path, **encoder_kwargs)
+        decoder = AutoModelForCausalLM.from_pretrained(decoder_pretrained_model_name_or_path, **decoder_kwargs)
+        config = MiracleConfig(encoder=prior.config, decoder=decoder.config, attributes=attributes, **config_kwargs)
+        posterior = None
+        if not config.share_encoder:
+            posterior = type(prior)(prior.config)
+            posterior.load_state_dict(prior.state_dict())
+        model = cls(config, prior_encoder=prior, posterior_encoder=posterior, decoder=decoder)
+        return model.to(decoder.dtype)
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def attribute_names(self) -> list[str]:
+        return self.config.attribute_names
+
+    def get_posterior_encoder(self):
+        return self.prior_encoder if self.config.share_encoder else self.posterior_encoder
+
+    def get_input_embeddings(self):
+        return self.decoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.decoder.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.decoder.get_output_embeddings()
+
+    def get_decoder(self):
+        return self.decoder
+
+    # ------------------------------------------------------------------ latent space
+    def _encode(self, encoder, head, input_ids, attention_mask):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return head(pool_hidden_states(hidden, attention_mask, self.config.pooling))
+
+    def encode_prior(self, prior_input_ids: torch.LongTensor, prior_attention_mask: torch.Tensor | None = None):
+        """The context's prior Gaussian p(z|C): returns `(mu, logvar)`, each (batch, latent_size)."""
+        return self._encode(self.prior_encoder, self.prior_head, prior_input_ids, prior_attention_mask)
+
+    def encode_posterior(self, posterior_input_ids: torch.LongTensor, posterior_attention_mask: torch.Tensor | None = None):
+        """The posterior Gaussian q(z|C, r) of a context and its response: `(mu, logvar)`."""
+        return self._encode(self.get_posterior_encoder(), self.posterior_head, posterior_input_ids, posterior_attention_mask)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = mu + sigma * eps (paper eq. 2)."""
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + (0.5 * logvar).exp() * noise
+
+    def aspect_logits(self, latent: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits of every attribute head f_i(z), keyed by attribute name."""
+        return self.attribute_heads(latent)
+
+    # ------------------------------------------------------------------ decoder with latent
+    def _decoder_inputs(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, latent):
+        """Embeddings (+ z), the prefix cache when the cache is empty, the mask extended by the prefix, positions."""
+        if inputs_embeds is None:
+            inputs_embeds = self.decoder.get_input_embeddings()(input_ids)
+        batch, length = inputs_embeds.shape[:2]
+        inputs_embeds = self.latent_injection.add_to_embeddings(inputs_embeds, latent)
+        prefix_length = self.latent_injection.prefix_length
+        past = cache.get_seq_length() if cache is not None else 0
+        if prefix_length and past == 0:
+            cache = self.latent_injection.prefix_cache(latent, inputs_embeds.dtype)
+            past = prefix_length
+        past_tokens = past - prefix_length if past else 0
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, past_tokens + length, dtype=torch.long, device=inputs_embeds.device)
+        if position_ids is None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
+        if prefix_length:
+            attention_mask = torch.cat([attention_mask.new_ones(batch, prefix_length), attention_mask], dim=-1)
+        return inputs_embeds, attention_mask, position_ids, cache
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache=None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        latent: torch.Tensor | None = None,
+        prior_input_ids: torch.LongTensor | None = None,
+        prior_attention_mask: torch.Tensor | None = None,
+        posterior_input_ids: torch.LongTensor | None = None,
+        posterior_attention_mask: torch.Tensor | None = None,
+        attribute_ids: torch.LongTensor | None = None,
+        aspect_ids: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> MiracleOutput:
+        r"""
+        Decode with a latent z and, when training inputs are given, compute the paper's loss (eq. 3-6).
+
+        z is `latent` when given (generation); otherwise the posterior sample (training, `use_posterior`), or the
+        prior sample. `attribute_ids` (index of each row's attribute in `config.attributes`) and `aspect_ids`
+        (index of its aspect, -100 for none) drive L_C and L_D. `labels` (decoder ids, -100 outside the response
+        + EOS) drive the reconstruction loss.
+        """
+        config = self.config
+        prior_mu = prior_logvar = post_mu = post_logvar = None
+        kl = None
+        beta = float(self.kl_beta)
+        if latent is None:
+            if prior_input_ids is None:
+                raise ValueError(
+                    "forward needs either `latent` or the prior encoder inputs (`prior_input_ids`, from MiracleProcessor)."
+                )
+            prior_mu, prior_logvar = self.encode_prior(prior_input_ids, prior_attention_mask)
+            if config.use_posterior and posterior_input_ids is not None:
+                post_mu, post_logvar = self.encode_posterior(posterior_input_ids, posterior_attention_mask)
+                # While beta is 0 the authors decode from the posterior mean instead of a sample.
+                latent = post_mu if (self.training and beta == 0.0) or not self.training else self.reparameterize(post_mu, post_logvar)
+                kl = free_bits_kl(gaussian_kl(post_mu, post_logvar, prior_mu, prior_logvar), config.kl_threshold)
+            else:
+                latent = self.reparameterize(prior_mu, prior_logvar) if self.training else prior_mu
+        latent = latent.to(self.dtype)
+        if input_ids is None and inputs_embeds is None:
+            raise ValueError("forward needs decoder inputs: `input_ids` (or `inputs_embeds`).")
+
+        embeds, mask, positions, cache = self._decoder_inputs(
+            input_ids, inputs_embeds, attention_mask, position_ids, cache, latent
+        )
+        decoder_out = self.decoder(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+        output = MiracleOutput(
+            logits=decoder_out.logits,
+            cache=decoder_out.cache if use_cache is not False else None,
+            latent=latent,
+            prior_mu=prior_mu,
+            prior_logvar=prior_logvar,
+            posterior_mu=post_mu,
+            posterior_logvar=post_logvar,
+        )
+        if labels is None:
+            return output
+        return self._add_losses(output, labels, kl, attribute_ids, aspect_ids, beta)
+
+    def _add_losses(self, output, labels, kl, attribute_ids, aspect_ids, beta):
+        config = self.config
+        rec = reconstruction_loss(output.logits, labels)
+        loss = rec
+        output.reconstruction_loss = rec
+        output.kl_beta = beta
+        if kl is not None:
+            output.kl_loss = kl
+            loss = loss + beta * config.kl_weight * kl
+        if attribute_ids is not None:
+            if config.use_classification_loss and aspect_ids is not None:
+                output.classification_loss = aspect_classification_loss(
+                    self.aspect_logits(output.latent), attribute_ids, aspect_ids
+                )
+                loss = loss + config.classification_loss_weight * output.classification_loss
+            if config.use_distance_loss:
+                output.distance_loss = self._distance_loss(output.latent, attribute_ids)
+                loss = loss + config.distance_loss_weight * output.distance_loss
+        output.loss = loss
+        return output
+
+    def _distance_loss(self, latent, attribute_ids):
+        """L_D with batch means; attributes absent from the batch use their last cached mean (detached)."""
+        means, present = attribute_means(latent, attribute_ids, len(self.config.attributes))
+        if self.training:
+            with torch.no_grad():
+                self.attribute_mean_cache[present] = means[present].detach().to(self.attribute_mean_cache.dtype)
+                self.attribute_mean_seen |= present
+        cached = (~present) & self.attribute_mean_seen
+        means = torch.where(cached.unsqueeze(-1), self.attribute_mean_cache.to(means.dtype), means)
+        return attribute_distance_loss(means, present | cached)
+
+
+__all__ = ["MiracleForPersonalizedGeneration", "MiracleOutput"]
