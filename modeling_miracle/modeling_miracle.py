@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass
 
 import torch
@@ -125,8 +127,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         config = MiracleConfig(encoder=prior.config, decoder=decoder.config, attributes=attributes, **config_kwargs)
         posterior = None
         if not config.share_encoder:
-            posterior = type(prior)(prior.config)
-            posterior.load_state_dict(prior.state_dict())
+            posterior = copy.deepcopy(prior)
         model = cls(config, prior_encoder=prior, posterior_encoder=posterior, decoder=decoder)
         return model.to(decoder.dtype)
 

@@ -1,0 +1,180 @@
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, BertModel, GPT2LMHeadModel
+
+from modeling_miracle import MiracleForPersonalizedGeneration
+
+from .conftest import CONVERSATIONS, RESPONSES, make_model, tiny_decoder_config, tiny_encoder_config
+
+KINDS = ["gpt2", "llama"]
+
+
+def training_batch(processor, attribute_ids=(0, 1, 2), aspect_ids=(1, 0, 1)):
+    batch = processor(CONVERSATIONS, responses=RESPONSES)
+    batch["attribute_ids"] = torch.tensor(attribute_ids)
+    batch["aspect_ids"] = torch.tensor(aspect_ids)
+    return batch
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_reload_gives_equal_logits_and_automodel_loads(kind, processor, tmp_path):
+    model = make_model(kind)
+    inputs = processor(CONVERSATIONS)
+    logits = model(**inputs).logits
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    for loader in (MiracleForPersonalizedGeneration, AutoModel, AutoModelForCausalLM):
+        reloaded = loader.from_pretrained(tmp_path).eval()
+        assert type(reloaded) is MiracleForPersonalizedGeneration
+        assert torch.equal(reloaded(**inputs).logits, logits)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cached_greedy_decoding_equals_full_recomputation(kind, processor):
+    model = make_model(kind, seed=1)
+    # Larger weights than the default init so that the greedy path is not a constant token.
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(20.0)
+    inputs = processor(CONVERSATIONS)
+    assert (inputs["attention_mask"] == 0).any(), "the batch must contain left padding"
+    latent = torch.randn(len(CONVERSATIONS), model.config.latent_size, generator=torch.Generator().manual_seed(3))
+    kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], latent=latent,
+                  max_new_tokens=12, do_sample=False, pad_token_id=50256)
+    cached = model.generate(**kwargs, use_cache=True)
+    full = model.generate(**kwargs, use_cache=False)
+    assert torch.equal(cached, full)
+    prompt = inputs["input_ids"].shape[1]
+    assert len(set(cached[:, prompt:].flatten().tolist())) > 3
+
+    # A left-padded row decodes exactly as the same row alone without padding.
+    row = 0
+    real = inputs["attention_mask"][row].bool()
+    alone = model.generate(input_ids=inputs["input_ids"][row:row + 1, real], latent=latent[row:row + 1],
+                           max_new_tokens=12, do_sample=False, pad_token_id=50256)
+    assert torch.equal(alone[0, real.sum():], cached[row, prompt:])
+
+
+@pytest.mark.parametrize("switch", ["add_latent_to_embeddings", "use_latent_prefix"])
+def test_each_injection_path_alone_makes_z_change_the_logits(switch, processor):
+    other = {"add_latent_to_embeddings": "use_latent_prefix", "use_latent_prefix": "add_latent_to_embeddings"}[switch]
+    model = make_model("llama", **{other: False})
+    inputs = processor(CONVERSATIONS)
+    z1, z2 = torch.zeros(3, 16), torch.ones(3, 16)
+    out1 = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], latent=z1).logits
+    out2 = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], latent=z2).logits
+    assert not torch.allclose(out1, out2)
+
+
+def grads_of(model):
+    return {name: p.grad for name, p in model.named_parameters()}
+
+
+def has_grad(grads, prefix):
+    found = [g for name, g in grads.items() if name.startswith(prefix)]
+    assert found, prefix
+    return any(g is not None and g.abs().sum() > 0 for g in found)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_loss_component_is_finite_and_reaches_every_part(kind, processor):
+    model = make_model(kind).train()
+    model.kl_weight = 1.0
+    with torch.no_grad():  # make the KL exceed the free-bits threshold
+        model.posterior_head.proj.bias[:16].fill_(3.0)
+    out = model(**training_batch(processor))
+    for name in ("loss", "reconstruction_loss", "kl_loss", "classification_loss", "distance_loss"):
+        value = getattr(out, name)
+        assert value is not None and torch.isfinite(value), name
+    assert out.kl_loss > 0 and out.distance_loss > 0
+    out.loss.backward()
+    grads = grads_of(model)
+    for prefix in ("prior_encoder.", "posterior_encoder.", "decoder.", "prior_head.", "posterior_head.",
+                   "latent_injection.to_embedding.", "latent_injection.to_prefix.", "attribute_heads.heads.attitude."):
+        assert has_grad(grads, prefix), prefix
+
+
+@pytest.mark.parametrize(
+    "switch, removed, untouched",
+    [
+        ({"use_classification_loss": False}, "classification_loss", "attribute_heads."),
+        ({"use_distance_loss": False}, "distance_loss", None),
+        ({"use_posterior": False}, "kl_loss", "posterior_encoder."),
+    ],
+)
+def test_switching_a_component_off_removes_it(switch, removed, untouched, processor):
+    model = make_model("gpt2", **switch).train()
+    out = model(**training_batch(processor))
+    assert getattr(out, removed) is None
+    parts = [out.reconstruction_loss]
+    if out.kl_loss is not None:
+        parts.append(out.kl_beta * model.config.kl_weight * out.kl_loss)
+    parts += [x for x in (out.classification_loss, out.distance_loss) if x is not None]
+    assert torch.allclose(out.loss, sum(parts))
+    out.loss.backward()
+    if untouched:
+        assert not has_grad(grads_of(model), untouched)
+
+
+def test_distance_loss_uses_cached_means_on_homogeneous_batches(processor):
+    model = make_model("gpt2").train()
+    first = model(**training_batch(processor, attribute_ids=(0, 0, 0)))
+    assert first.distance_loss.item() == 0.0  # nothing cached yet
+    second = model(**training_batch(processor, attribute_ids=(1, 1, 1)))
+    assert second.distance_loss.item() > 0.0
+    assert model.attribute_mean_seen.tolist() == [True, True, False]
+
+
+def test_kl_beta_zero_decodes_from_the_posterior_mean(processor):
+    model = make_model("gpt2").train()
+    model.kl_beta = 0.0
+    out = model(**training_batch(processor))
+    assert torch.equal(out.latent, out.posterior_mu)
+    model.kl_beta = 1.0
+    out = model(**training_batch(processor))
+    assert not torch.equal(out.latent, out.posterior_mu)
+
+
+def test_encode_prior_returns_a_gaussian_per_context(processor):
+    model = make_model("gpt2")
+    inputs = processor(CONVERSATIONS)
+    mu, logvar = model.encode_prior(inputs["prior_input_ids"], inputs["prior_attention_mask"])
+    assert mu.shape == logvar.shape == (3, 16)
+    # Padding does not change a context's encoding.
+    mu0, _ = model.encode_prior(inputs["prior_input_ids"][:1, : inputs["prior_attention_mask"][0].sum()])
+    assert torch.allclose(mu0, mu[:1], atol=1e-5)
+
+
+def test_forward_without_latent_or_context_is_a_clear_error(processor):
+    model = make_model("gpt2")
+    inputs = processor(CONVERSATIONS)
+    with pytest.raises(ValueError, match="latent.*prior_input_ids"):
+        model(input_ids=inputs["input_ids"])
+
+
+def test_from_encoder_decoder_pretrained_keeps_backbone_weights(tmp_path):
+    torch.manual_seed(0)
+    BertModel(tiny_encoder_config(), add_pooling_layer=False).save_pretrained(tmp_path / "enc")
+    GPT2LMHeadModel(tiny_decoder_config("gpt2")).save_pretrained(tmp_path / "dec")
+    model = MiracleForPersonalizedGeneration.from_encoder_decoder_pretrained(
+        str(tmp_path / "enc"), str(tmp_path / "dec"), attributes={"tone": ["dry", "warm"]}, latent_size=8
+    )
+    encoder = BertModel.from_pretrained(tmp_path / "enc", add_pooling_layer=False)
+    decoder = GPT2LMHeadModel.from_pretrained(tmp_path / "dec")
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(model.prior_encoder.state_dict()[name], tensor)
+        assert torch.equal(model.posterior_encoder.state_dict()[name], tensor)
+    for name, tensor in decoder.state_dict().items():
+        assert torch.equal(model.decoder.state_dict()[name], tensor)
+    assert model.config.attributes == {"tone": ["dry", "warm"]}
+    assert list(model.attribute_heads.heads) == ["tone"]
+
+
+def test_shared_encoder_has_one_encoder_and_round_trips(processor, tmp_path):
+    model = make_model("gpt2", share_encoder=True)
+    assert not hasattr(model, "posterior_encoder")
+    assert model.get_posterior_encoder() is model.prior_encoder
+    model.save_pretrained(tmp_path)
+    reloaded = MiracleForPersonalizedGeneration.from_pretrained(tmp_path).eval()
+    batch = processor(CONVERSATIONS, responses=RESPONSES)
+    assert torch.equal(reloaded(**batch).loss, model(**batch).loss)
