@@ -8,7 +8,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 from configuration import PAPER_ATTRIBUTES, MiracleConfig
 
 from .conversation import normalize_conversation, normalize_conversations
-from .modeling_miracle import MiracleForPersonalizedGeneration, MiracleOutput
+from .modeling_miracle import LatentSample, MiracleForPersonalizedGeneration, MiracleOutput
 from .processing_miracle import MiracleProcessor
 
 AutoConfig.register(MiracleConfig.model_type, MiracleConfig, exist_ok=True)
@@ -16,6 +16,7 @@ AutoModel.register(MiracleConfig, MiracleForPersonalizedGeneration, exist_ok=Tru
 AutoModelForCausalLM.register(MiracleConfig, MiracleForPersonalizedGeneration, exist_ok=True)
 
 __all__ = [
+    "LatentSample",
     "PAPER_ATTRIBUTES",
     "MiracleConfig",
     "MiracleForPersonalizedGeneration",

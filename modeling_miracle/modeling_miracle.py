@@ -23,6 +23,7 @@ from .losses import (
     gaussian_kl,
     reconstruction_loss,
 )
+from .sampling import SamplerSettings, resolve_personality, solve_personality_ode
 
 
 @dataclass
@@ -42,6 +43,40 @@ class MiracleOutput(ModelOutput):
     classification_loss: torch.FloatTensor | None = None
     distance_loss: torch.FloatTensor | None = None
     kl_beta: float | None = None
+
+
+@dataclass
+class LatentSample(ModelOutput):
+    """Result of [`MiracleForPersonalizedGeneration.sample_latent`].
+
+    `aspect_probability_before/after[b, i]`: latent-classifier probability of the aspect row b asked for attribute
+    i, at the ODE start and end (NaN where the personality does not name attribute i).
+    """
+
+    latent: torch.FloatTensor | None = None
+    start_latent: torch.FloatTensor | None = None
+    prior_mu: torch.FloatTensor | None = None
+    prior_logvar: torch.FloatTensor | None = None
+    aspects: torch.LongTensor | None = None
+    aspect_probability_before: torch.FloatTensor | None = None
+    aspect_probability_after: torch.FloatTensor | None = None
+    function_evaluations: int | None = None
+
+    def diagnostics(self, attributes: dict[str, list[str]]) -> list[dict]:
+        """Per row: `{attribute: {"aspect", "before", "after"}}` for the attributes the personality names."""
+        rows = []
+        for b in range(self.aspects.shape[0]):
+            row = {}
+            for i, (name, aspects) in enumerate(attributes.items()):
+                index = int(self.aspects[b, i])
+                if index >= 0:
+                    row[name] = {
+                        "aspect": aspects[index],
+                        "before": float(self.aspect_probability_before[b, i]),
+                        "after": float(self.aspect_probability_after[b, i]),
+                    }
+            rows.append(row)
+        return rows
 
 
 class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
@@ -176,6 +211,114 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         """Logits of every attribute head f_i(z), keyed by attribute name."""
         return self.attribute_heads(latent)
 
+    @torch.no_grad()
+    def aspect_probabilities(self, latent: torch.Tensor) -> dict[str, torch.Tensor]:
+        """For a batch of latents, every attribute's aspect probabilities: `{attribute: (batch, n_aspects)}`."""
+        return {name: logits.float().softmax(-1) for name, logits in self.aspect_logits(latent.to(self.dtype)).items()}
+
+    def _chosen_probabilities(self, latent, personality) -> torch.Tensor:
+        probabilities = self.aspect_probabilities(latent)
+        chosen = torch.stack(
+            [p.gather(1, personality.aspects[:, i : i + 1].clamp(min=0)).squeeze(1) for i, p in enumerate(probabilities.values())],
+            dim=1,
+        )
+        return chosen.masked_fill(~personality.named, float("nan"))
+
+    @torch.no_grad()
+    def sample_latent(
+        self,
+        prior_input_ids: torch.LongTensor,
+        prior_attention_mask: torch.Tensor | None = None,
+        personality: dict | list[dict] | None = None,
+        attribute_weights: dict | list[dict] | None = None,
+        use_ebm: bool = True,
+        generator: torch.Generator | None = None,
+        **sampler_overrides,
+    ) -> LatentSample:
+        """Draw z for each context, moved by the EBM ODE towards the requested personality (paper section 3.4).
+
+        Args:
+            prior_input_ids, prior_attention_mask: the contexts, tokenized for the encoder (see `MiracleProcessor`).
+            personality: `{attribute: aspect}` for all rows, or one such dict per row (aspects by name or index).
+            attribute_weights: `{attribute: lambda}` (default 1 for each named attribute); a negative weight
+                steers away from that aspect.
+            use_ebm: `False` skips the ODE and returns the prior sample (the paper's "w/o EBM" ablation).
+            generator: random generator for the starting sample.
+            sampler_*: overrides of the config's sampler settings (`sampler_method`, `sampler_rtol`, ...).
+
+        Returns:
+            [`LatentSample`] with the final z, the number of ODE function evaluations and, for each named aspect,
+            its latent-classifier probability before and after sampling.
+        """
+        settings = SamplerSettings.from_config(self.config, **sampler_overrides)
+        batch = prior_input_ids.shape[0]
+        target = resolve_personality(self.config, personality, attribute_weights, batch, device=self.device)
+        prior_mu, prior_logvar = self.encode_prior(prior_input_ids.to(self.device), None if prior_attention_mask is None else prior_attention_mask.to(self.device))
+        if settings.prior == "standard":
+            prior_mu, prior_logvar = torch.zeros_like(prior_mu), torch.zeros_like(prior_logvar)
+        start = self.reparameterize(prior_mu, prior_logvar, generator=generator)
+        latent, evaluations = start, 0
+        if use_ebm and bool((target.weights != 0).any()):
+            latent, evaluations = solve_personality_ode(
+                self.attribute_heads, start, target, settings, prior_mu.float(), prior_logvar.float()
+            )
+        return LatentSample(
+            latent=latent,
+            start_latent=start,
+            prior_mu=prior_mu,
+            prior_logvar=prior_logvar,
+            aspects=target.aspects,
+            aspect_probability_before=self._chosen_probabilities(start, target),
+            aspect_probability_after=self._chosen_probabilities(latent, target),
+            function_evaluations=evaluations,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        prior_input_ids: torch.LongTensor | None = None,
+        prior_attention_mask: torch.Tensor | None = None,
+        personality: dict | list[dict] | None = None,
+        attribute_weights: dict | list[dict] | None = None,
+        use_ebm: bool = True,
+        latent: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ):
+        """Encode the context, sample z with the EBM ODE for `personality`, then decode with `GenerationMixin`.
+
+        Takes the processor's inputs (`input_ids`, `attention_mask`, `prior_input_ids`, `prior_attention_mask`),
+        the personality arguments of [`sample_latent`] (including `sampler_*` overrides) and every usual generation
+        argument (greedy by default; `do_sample`, `num_beams`, `num_return_sequences`, `max_new_tokens`, ...).
+        Pass `latent=` to decode from a given z instead of sampling one. Each beam / returned sequence keeps its
+        row's latent.
+        """
+        sampler_overrides = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("sampler_")}
+        if input_ids is None:
+            raise ValueError("generate needs the decoder prompt `input_ids` (from MiracleProcessor).")
+        if latent is None:
+            if prior_input_ids is None:
+                raise ValueError(
+                    "generate needs the context for the prior encoder (`prior_input_ids`, from MiracleProcessor) "
+                    "or a `latent`."
+                )
+            latent = self.sample_latent(
+                prior_input_ids, prior_attention_mask, personality=personality, attribute_weights=attribute_weights,
+                use_ebm=use_ebm, generator=generator, **sampler_overrides,
+            ).latent
+        elif personality is not None or sampler_overrides:
+            raise ValueError("Pass either `latent` or `personality` / sampler options, not both.")
+        if latent.shape != (input_ids.shape[0], self.config.latent_size):
+            raise ValueError(
+                f"`latent` must have shape (batch={input_ids.shape[0]}, latent_size={self.config.latent_size}); "
+                f"got {tuple(latent.shape)}."
+            )
+        if not torch.isfinite(latent).all():
+            raise ValueError("`latent` contains NaN or infinite values.")
+        return super().generate(input_ids=input_ids, attention_mask=attention_mask, latent=latent.to(self.device), **kwargs)
+
     # ------------------------------------------------------------------ decoder with latent
     def _decoder_inputs(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, latent):
         """Embeddings (+ z), the prefix cache when the cache is empty, the mask extended by the prefix, positions."""
@@ -303,4 +446,4 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         return attribute_distance_loss(means, present | cached)
 
 
-__all__ = ["MiracleForPersonalizedGeneration", "MiracleOutput"]
+__all__ = ["LatentSample", "MiracleForPersonalizedGeneration", "MiracleOutput"]

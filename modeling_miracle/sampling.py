@@ -1,0 +1,170 @@
+"""Personalized latent sampling (paper section 3.4, appendix B): a product-of-experts energy over the attribute
+heads, and an ODE (torchdiffeq) that moves the context's prior sample towards low energy."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+from torchdiffeq import odeint
+
+from configuration.configuration_miracle import FIXED_STEP_METHODS
+
+SAMPLER_FIELDS = (
+    "sampler_method", "sampler_rtol", "sampler_atol", "sampler_step_size", "sampler_max_steps",
+    "sampler_beta_min", "sampler_beta_max", "sampler_prior", "sampler_keep_prior_term",
+)
+
+
+@dataclass
+class SamplerSettings:
+    """ODE sampler settings; defaults come from the model config, any of them can be overridden per call."""
+
+    method: str
+    rtol: float
+    atol: float
+    step_size: float | None
+    max_steps: int | None
+    beta_min: float
+    beta_max: float
+    prior: str
+    keep_prior_term: bool
+
+    @classmethod
+    def from_config(cls, config, **overrides) -> "SamplerSettings":
+        unknown = sorted(set(overrides) - set(SAMPLER_FIELDS))
+        if unknown:
+            raise ValueError(f"Unknown sampler option(s) {unknown}; valid options: {list(SAMPLER_FIELDS)}.")
+        values = {name: overrides.get(name, getattr(config, name)) for name in SAMPLER_FIELDS}
+        # Validate overrides with the config's own checks.
+        type(config).validate_miracle_settings(_Namespace(config, values))
+        return cls(**{f.name: values["sampler_" + f.name] for f in fields(cls)})
+
+    def solver_options(self) -> dict:
+        if self.method in FIXED_STEP_METHODS:
+            return {"step_size": self.step_size} if self.step_size is not None else {}
+        return {"max_num_steps": self.max_steps} if self.max_steps is not None else {}
+
+
+class _Namespace:
+    """A config view with some sampler fields replaced (used to re-run the config's validation on overrides)."""
+
+    def __init__(self, config, values):
+        self._config, self._values = config, values
+
+    def __getattr__(self, name):
+        return self._values[name] if name in self._values else getattr(self._config, name)
+
+
+@dataclass
+class Personality:
+    """Per-row targets: `aspects[b, i]` is the aspect index asked for attribute i (-1: not named), `weights[b, i]`
+    its lambda_i (0 where not named)."""
+
+    aspects: torch.LongTensor
+    weights: torch.Tensor
+
+    @property
+    def named(self) -> torch.Tensor:
+        return self.aspects >= 0
+
+
+def resolve_personality(config, personality, attribute_weights, batch_size: int, device=None) -> Personality:
+    """Check and convert `personality` (a dict attribute -> aspect, or one dict per row) and `attribute_weights`
+    (a dict attribute -> weight, or one dict per row; default 1) into a [`Personality`]."""
+    names = config.attribute_names
+    rows = _per_row(personality, batch_size, "personality")
+    weight_rows = _per_row(attribute_weights, batch_size, "attribute_weights")
+    aspects = torch.full((batch_size, len(names)), -1, dtype=torch.long)
+    weights = torch.zeros(batch_size, len(names))
+    for b, (row, row_weights) in enumerate(zip(rows, weight_rows)):
+        for attribute, aspect in (row or {}).items():
+            i = _attribute_position(names, attribute)
+            aspects[b, i] = config.aspect_index(attribute, aspect)
+            weights[b, i] = 1.0
+        for attribute, weight in (row_weights or {}).items():
+            i = _attribute_position(names, attribute)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise ValueError(f"Weight of attribute {attribute!r} must be a finite number; got {weight!r}.")
+            if aspects[b, i] < 0:
+                raise ValueError(
+                    f"attribute_weights gives a weight for {attribute!r}, which the personality does not name; "
+                    f"named: {list((row or {}).keys())}."
+                )
+            weights[b, i] = float(weight)
+    return Personality(aspects.to(device), weights.to(device))
+
+
+def _attribute_position(names, attribute) -> int:
+    if attribute not in names:
+        raise ValueError(f"Unknown attribute {attribute!r}; valid attributes: {names}.")
+    return names.index(attribute)
+
+
+def _per_row(value, batch_size: int, what: str) -> list:
+    if value is None or isinstance(value, dict):
+        return [value] * batch_size
+    if isinstance(value, (list, tuple)):
+        if len(value) != batch_size:
+            raise ValueError(f"`{what}` has {len(value)} entries for a batch of {batch_size} rows; give one dict per row or one dict for all.")
+        if not all(v is None or isinstance(v, dict) for v in value):
+            raise ValueError(f"Each entry of `{what}` must be a dict attribute -> value; got {value!r}.")
+        return list(value)
+    raise ValueError(f"`{what}` must be a dict attribute -> value or a list of such dicts; got {value!r}.")
+
+
+def log_probability_of_personality(heads, latent: torch.Tensor, personality: Personality) -> torch.Tensor:
+    """-E(P|z) per row: sum_i lambda_i * log_softmax(f_i(z))[a_i] over the attributes named (eq. 8/13)."""
+    total = latent.new_zeros(latent.shape[0])
+    for i, logits in enumerate(heads(latent).values()):
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        chosen = log_probs.gather(1, personality.aspects[:, i : i + 1].clamp(min=0)).squeeze(1)
+        total = total + personality.weights[:, i] * chosen * personality.named[:, i]
+    return total
+
+
+class PersonalityODE(torch.nn.Module):
+    """dz/dt = -1/2 beta(t) grad_z [-E(P|z)] (eq. 20), optionally with the prior terms of eq. 19; t runs 1 -> 0."""
+
+    def __init__(self, heads, personality: Personality, settings: SamplerSettings, prior_mu=None, prior_logvar=None):
+        super().__init__()
+        self.heads, self.personality, self.settings = heads, personality, settings
+        self.prior_mu, self.prior_logvar = prior_mu, prior_logvar
+        self.evaluations = 0
+
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
+        return self.settings.beta_min + t * (self.settings.beta_max - self.settings.beta_min)
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        self.evaluations += 1
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            log_p = log_probability_of_personality(self.heads, z, self.personality)
+            (score,) = torch.autograd.grad(log_p.sum(), z)
+        drift = score
+        if self.settings.keep_prior_term:
+            # eq. 19, line 3: z + grad log p(P|z) + grad log p(z|C), with grad log p(z|C) = -(z - mu') / sigma'^2.
+            drift = drift + z.detach() - (z.detach() - self.prior_mu) / self.prior_logvar.exp()
+        if not torch.isfinite(drift).all():
+            raise FloatingPointError(
+                f"The ODE drift became non-finite at t={float(t):.4f}; try a smaller `sampler_beta_max`, tighter "
+                "tolerances, or a fixed-step method with `sampler_step_size`."
+            )
+        return -0.5 * self.beta(t) * drift
+
+
+def solve_personality_ode(heads, start: torch.Tensor, personality: Personality, settings: SamplerSettings,
+                          prior_mu=None, prior_logvar=None) -> tuple[torch.Tensor, int]:
+    """Integrate the personality ODE from t=1 to t=0 starting at `start`; returns (z(0), function evaluations)."""
+    ode = PersonalityODE(heads, personality, settings, prior_mu, prior_logvar)
+    times = torch.tensor([1.0, 0.0], device=start.device, dtype=torch.float32)
+    try:
+        trajectory = odeint(ode, start.float(), times, rtol=settings.rtol, atol=settings.atol,
+                            method=settings.method, options=settings.solver_options())
+    except AssertionError as error:  # torchdiffeq signals a step cap / underflow with assertions
+        raise RuntimeError(f"The ODE solver stopped: {error}. Raise `sampler_max_steps` or loosen the tolerances.") from error
+    latent = trajectory[-1].to(start.dtype)
+    if not torch.isfinite(latent).all():
+        raise FloatingPointError("ODE sampling produced a non-finite latent; check the model's heads and sampler settings.")
+    return latent, ode.evaluations

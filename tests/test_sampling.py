@@ -1,0 +1,178 @@
+import math
+
+import pytest
+import torch
+
+from modeling_miracle.sampling import SamplerSettings, resolve_personality
+
+from .conftest import CONVERSATIONS, make_model
+
+PERSONALITY = {"language_style": "lyrical", "attitude": "optimistic", "mental_characteristics": "critical"}
+OPPOSITE = {"language_style": "plain", "attitude": "pessimistic", "mental_characteristics": "emotional"}
+
+
+@pytest.fixture(scope="module")
+def separated_model():
+    """A tiny model whose heads learned that the sign of latent dim i is attribute i's aspect."""
+    model = make_model("gpt2", seed=0)
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(20.0)
+    heads = model.attribute_heads
+    optimizer = torch.optim.Adam(heads.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        z = torch.randn(256, model.config.latent_size, generator=generator)
+        loss = sum(
+            torch.nn.functional.cross_entropy(logits, (z[:, i] > 0).long())
+            for i, logits in enumerate(heads(z).values())
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def inputs(request):
+    from transformers import BertTokenizerFast
+
+    from modeling_miracle import MiracleProcessor
+    from modeling_miracle.backbones import load_gpt2_tokenizer, minilm_folder
+
+    processor = MiracleProcessor(BertTokenizerFast.from_pretrained(minilm_folder()), load_gpt2_tokenizer())
+    return processor(CONVERSATIONS)
+
+
+def sample(model, inputs, seed=0, **kwargs):
+    return model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"],
+                               generator=torch.Generator().manual_seed(seed), **kwargs)
+
+
+def test_sampling_raises_every_named_aspects_probability(separated_model, inputs):
+    result = sample(separated_model, inputs, personality=PERSONALITY)
+    before, after = result.aspect_probability_before, result.aspect_probability_after
+    assert (after.mean(0) > before.mean(0)).all()
+    assert (after >= before - 1e-4).all()
+    assert after.mean() > 0.9
+    assert result.function_evaluations > 0
+    rows = result.diagnostics(separated_model.config.attributes)
+    assert rows[0]["attitude"]["aspect"] == "optimistic"
+    assert rows[0]["attitude"]["after"] > rows[0]["attitude"]["before"]
+    # aspect_probabilities agrees with the diagnostics
+    probabilities = separated_model.aspect_probabilities(result.latent)
+    assert torch.allclose(probabilities["attitude"][:, 1], after[:, 1])
+    assert set(probabilities) == set(separated_model.config.attributes)
+
+
+def test_zero_weight_leaves_an_attribute_untouched(separated_model, inputs):
+    named_only = sample(separated_model, inputs, personality={"attitude": "optimistic"})
+    zero_weight = sample(separated_model, inputs, personality={"attitude": "optimistic", "language_style": "lyrical"},
+                         attribute_weights={"language_style": 0.0})
+    assert torch.allclose(named_only.latent, zero_weight.latent)
+    assert math.isnan(named_only.aspect_probability_after[0, 0])
+    nothing = sample(separated_model, inputs, personality={"attitude": "optimistic"}, attribute_weights={"attitude": 0})
+    assert torch.equal(nothing.latent, nothing.start_latent)
+
+
+def test_opposite_personalities_in_one_batch_move_apart(separated_model, inputs):
+    twin = {k: v[:1].repeat(2, 1) for k, v in inputs.items()}
+    result = sample(separated_model, twin, personality=[PERSONALITY, OPPOSITE])
+    before = (result.start_latent[0] - result.start_latent[1]).norm()
+    after = (result.latent[0] - result.latent[1]).norm()
+    assert after > before
+    # Row 0 asks for aspect 1 (positive dims 0-2), row 1 for aspect 0 (negative): their gap grows on each.
+    gap_before = result.start_latent[0, :3] - result.start_latent[1, :3]
+    gap_after = result.latent[0, :3] - result.latent[1, :3]
+    assert (gap_after > gap_before).all()
+    assert (result.aspect_probability_after.mean(0) > result.aspect_probability_before.mean(0)).all()
+
+
+def test_negative_weight_lowers_the_aspects_probability(separated_model, inputs):
+    result = sample(separated_model, inputs, personality={"attitude": "optimistic"}, attribute_weights={"attitude": -1.0})
+    assert (result.aspect_probability_after[:, 1] < result.aspect_probability_before[:, 1]).all()
+
+
+def test_use_ebm_false_is_the_prior_sample(separated_model, inputs):
+    result = sample(separated_model, inputs, personality=PERSONALITY, use_ebm=False)
+    assert torch.equal(result.latent, result.start_latent)
+    assert result.function_evaluations == 0
+
+
+def test_sampler_options(separated_model, inputs):
+    fixed = sample(separated_model, inputs, personality=PERSONALITY, sampler_method="rk4", sampler_step_size=0.25)
+    assert fixed.function_evaluations == 16  # 4 steps x 4 stages
+    with_prior = sample(separated_model, inputs, personality=PERSONALITY, sampler_keep_prior_term=True)
+    assert not torch.allclose(with_prior.latent, fixed.latent)
+    standard = sample(separated_model, inputs, personality=PERSONALITY, sampler_prior="standard", use_ebm=False)
+    reference = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(standard.latent, reference)
+    with pytest.raises(RuntimeError, match="sampler_max_steps"):
+        sample(separated_model, inputs, personality=PERSONALITY, sampler_max_steps=1, sampler_rtol=1e-9, sampler_atol=1e-9)
+    with pytest.raises(ValueError, match="valid options"):
+        sample(separated_model, inputs, personality=PERSONALITY, sampler_temperature=2.0)
+    with pytest.raises(Exception, match="sampler_method"):
+        sample(separated_model, inputs, personality=PERSONALITY, sampler_method="leapfrog")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"personality": {"humour": "dry"}}, "valid attributes"),
+        ({"personality": {"attitude": "cheerful"}}, r"valid aspects: \['pessimistic', 'optimistic'\]"),
+        ({"personality": [PERSONALITY, OPPOSITE]}, "2 entries for a batch of 3"),
+        ({"personality": PERSONALITY, "attribute_weights": {"attitude": float("nan")}}, "finite"),
+        ({"personality": PERSONALITY, "attribute_weights": {"attitude": float("inf")}}, "finite"),
+        ({"personality": {"attitude": 1}, "attribute_weights": {"language_style": 2.0}}, "does not name"),
+        ({"personality": "lyrical"}, "dict attribute"),
+    ],
+)
+def test_bad_personalities_are_clear_errors(separated_model, inputs, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sample(separated_model, inputs, **kwargs)
+
+
+def test_non_finite_values_are_errors(separated_model, inputs):
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        separated_model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                 latent=torch.full((3, 16), float("nan")), max_new_tokens=2)
+    broken = make_model("gpt2")
+    with torch.no_grad():
+        broken.attribute_heads.heads["attitude"][0].weight.fill_(float("inf"))
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        sample(broken, inputs, personality={"attitude": "optimistic"})
+
+
+def test_generate_samples_then_decodes(separated_model, inputs):
+    torch.manual_seed(0)
+    out = separated_model.generate(**inputs, personality=PERSONALITY, max_new_tokens=6, pad_token_id=50256)
+    assert out.shape == (3, inputs["input_ids"].shape[1] + 6)
+    torch.manual_seed(0)
+    latent = sample(separated_model, inputs, personality=PERSONALITY, seed=0).latent
+    with pytest.raises(ValueError, match="prior_input_ids"):
+        separated_model.generate(input_ids=inputs["input_ids"], max_new_tokens=2)
+    with pytest.raises(ValueError, match="shape"):
+        separated_model.generate(input_ids=inputs["input_ids"], latent=latent[:2], max_new_tokens=2)
+
+
+@pytest.mark.parametrize("strategy", [dict(num_beams=3, num_return_sequences=2), dict(num_return_sequences=2, do_sample=True, top_k=1)])
+def test_beams_and_return_sequences_keep_each_rows_latent(separated_model, inputs, strategy):
+    latent = torch.randn(3, 16, generator=torch.Generator().manual_seed(5)) * 3
+    common = dict(max_new_tokens=8, pad_token_id=50256, **strategy)
+    batch = separated_model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                     latent=latent, **common)
+    prompt = inputs["input_ids"].shape[1]
+    for row in range(3):
+        real = inputs["attention_mask"][row].bool()
+        alone = separated_model.generate(input_ids=inputs["input_ids"][row:row + 1, real], latent=latent[row:row + 1], **common)
+        assert torch.equal(batch[2 * row:2 * row + 2, prompt:], alone[:, real.sum():])
+    different = {tuple(batch[2 * row, prompt:].tolist()) for row in range(3)}
+    assert len(different) > 1
+
+
+def test_settings_come_from_the_config_with_overrides(separated_model):
+    settings = SamplerSettings.from_config(separated_model.config, sampler_rtol=1e-5)
+    assert (settings.method, settings.rtol, settings.atol, settings.beta_max) == ("dopri5", 1e-5, 1e-3, 20.0)
+    personality = resolve_personality(separated_model.config, [PERSONALITY, {"attitude": 0}], None, 2)
+    assert personality.aspects.tolist() == [[1, 1, 1], [-1, 0, -1]]
+    assert personality.weights.tolist() == [[1, 1, 1], [0, 1, 0]]
