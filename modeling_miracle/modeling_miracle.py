@@ -186,6 +186,26 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
     def get_decoder(self):
         return self.decoder
 
+    def add_attribute(self, name: str, aspects: list[str]) -> None:
+        """Add a personal attribute: a new latent classifier head (randomly initialised) and the config entry.
+
+        The model keeps working for the existing attributes; train the new head on single-aspect data of the new
+        attribute (see `training.new_attribute`), then save: the head and the updated config round-trip.
+        """
+        if name in self.config.attributes:
+            raise ValueError(f"Attribute {name!r} already exists; existing attributes: {self.config.attribute_names}.")
+        attributes = {**self.config.attributes, name: list(aspects)}
+        type(self.config)(encoder=self.config.encoder, decoder=self.config.decoder, attributes=attributes)  # validates
+        self.config.attributes = attributes
+        reference = next(self.attribute_heads.parameters())
+        head = AttributeHeads.make_head(self.config.latent_size, self.config.head_hidden_size, len(aspects))
+        for module in head.modules():
+            if isinstance(module, nn.Linear):
+                self._init_weights(module)
+        self.attribute_heads.heads[name] = head.to(device=reference.device, dtype=reference.dtype)
+        self.attribute_mean_cache = torch.cat([self.attribute_mean_cache, self.attribute_mean_cache.new_zeros(1, self.config.latent_size)])
+        self.attribute_mean_seen = torch.cat([self.attribute_mean_seen, self.attribute_mean_seen.new_zeros(1)])
+
     # ------------------------------------------------------------------ latent space
     def _encode(self, encoder, head, input_ids, attention_mask):
         if attention_mask is None:
@@ -385,8 +405,14 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             else:
                 latent = self.reparameterize(prior_mu, prior_logvar) if self.training else prior_mu
         latent = latent.to(self.dtype)
+        output = MiracleOutput(
+            latent=latent, prior_mu=prior_mu, prior_logvar=prior_logvar, posterior_mu=post_mu, posterior_logvar=post_logvar
+        )
         if input_ids is None and inputs_embeds is None:
-            raise ValueError("forward needs decoder inputs: `input_ids` (or `inputs_embeds`).")
+            if attribute_ids is None:
+                raise ValueError("forward needs decoder inputs: `input_ids` (or `inputs_embeds`).")
+            # Latent-only step (e.g. training a new attribute head on the frozen latent space): no decoding.
+            return self._add_losses(output, None, kl, attribute_ids, aspect_ids, beta)
 
         embeds, mask, positions, cache = self._decoder_inputs(
             input_ids, inputs_embeds, attention_mask, position_ids, cache, latent
@@ -400,25 +426,19 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
-        output = MiracleOutput(
-            logits=decoder_out.logits,
-            cache=decoder_out.cache if use_cache is not False else None,
-            latent=latent,
-            prior_mu=prior_mu,
-            prior_logvar=prior_logvar,
-            posterior_mu=post_mu,
-            posterior_logvar=post_logvar,
-        )
-        if labels is None:
+        output.logits = decoder_out.logits
+        output.cache = decoder_out.cache if use_cache is not False else None
+        if labels is None and attribute_ids is None:
             return output
         return self._add_losses(output, labels, kl, attribute_ids, aspect_ids, beta)
 
     def _add_losses(self, output, labels, kl, attribute_ids, aspect_ids, beta):
         config = self.config
-        rec = reconstruction_loss(output.logits, labels)
-        loss = rec
-        output.reconstruction_loss = rec
+        loss = output.latent.new_zeros((), dtype=torch.float32)
         output.kl_beta = beta
+        if labels is not None:
+            output.reconstruction_loss = reconstruction_loss(output.logits, labels)
+            loss = loss + output.reconstruction_loss
         if kl is not None:
             output.kl_loss = kl
             loss = loss + beta * config.kl_weight * kl

@@ -48,6 +48,7 @@ class MiracleProcessor:
         if decoder_tokenizer.pad_token is None:
             decoder_tokenizer.pad_token = decoder_tokenizer.eos_token
         decoder_tokenizer.padding_side = "left"
+        encoder_tokenizer.truncation_side = "left"  # over-long training contexts keep their newest tokens
         if max_encoder_length is None:
             max_encoder_length = min(int(encoder_tokenizer.model_max_length), 512)
         self.max_encoder_length = max_encoder_length
@@ -118,33 +119,32 @@ class MiracleProcessor:
         ids = self.decoder_tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_response_length - 1]
         return ids + [self.decoder_tokenizer.eos_token_id]
 
-    def _encoder_length(self, messages, response: str | None) -> int:
-        context = self.encoder_context_text(messages)
-        if response is None:
-            return len(self.encoder_tokenizer(context)["input_ids"])
-        return len(self.encoder_tokenizer(context, response)["input_ids"])
+    def _encoder_length(self, messages) -> int:
+        return len(self.encoder_tokenizer(self.encoder_context_text(messages))["input_ids"])
 
     def _prompt_ids(self, messages) -> list[int]:
         return self.decoder_tokenizer(self.decoder_prompt_text(messages), add_special_tokens=False)["input_ids"]
 
-    def truncate_history(self, messages: list[dict], response: str | None = None) -> list[dict]:
+    def truncate_history(self, messages: list[dict], strict: bool = True) -> list[dict]:
         """Drop the oldest turns until the context fits the encoder and the decoder prompt limits.
 
-        System messages are kept; the newest user turn is never cut: if it alone is too long, a ValueError says so.
+        System messages are kept; the newest user turn is never cut: if it alone is too long, a ValueError says so
+        (`strict=False`, used for training data, keeps it and lets the tokenizers cut its oldest tokens instead).
         """
         system = [m for m in messages if m["role"] == "system"]
         turns = [m for m in messages if m["role"] != "system"]
         for start in range(len(turns)):
             candidate = system + turns[start:]
             if (
-                self._encoder_length(candidate, response) <= self.max_encoder_length
+                self._encoder_length(candidate) <= self.max_encoder_length
                 and len(self._prompt_ids(candidate)) <= self.max_prompt_length
             ):
                 return candidate
+        if not strict:
+            return system + turns[-1:]
         raise ValueError(
             f"The newest user turn alone does not fit the limits (encoder {self.max_encoder_length} tokens, decoder "
-            f"prompt {self.max_prompt_length} tokens{', with the response' if response else ''}); shorten it or raise "
-            "`max_encoder_length` / `max_prompt_length`."
+            f"prompt {self.max_prompt_length} tokens); shorten it or raise `max_encoder_length` / `max_prompt_length`."
         )
 
     # ------------------------------------------------------------------ main entry
@@ -159,18 +159,20 @@ class MiracleProcessor:
                 raise ValueError("Responses must be non-empty strings.")
         else:
             responses = [None] * len(batch)
-        contexts = [self.truncate_history(messages, response) for messages, response in zip(batch, responses)]
+        training = responses[0] is not None
+        contexts = [self.truncate_history(messages, strict=not training) for messages in batch]
         return self._encode_batch(contexts, responses, return_tensors)
 
     def _encode_batch(self, contexts, responses, return_tensors) -> BatchEncoding:
         context_texts = [self.encoder_context_text(messages) for messages in contexts]
         prior = self.encoder_tokenizer(context_texts, padding=True, truncation=True, max_length=self.max_encoder_length)
         features = {"prior_input_ids": prior["input_ids"], "prior_attention_mask": prior["attention_mask"]}
-        prompts = [self._prompt_ids(messages) for messages in contexts]
+        # Only over-long training contexts reach the cuts below: they keep the newest tokens.
+        prompts = [self._prompt_ids(messages)[-self.max_prompt_length:] for messages in contexts]
         training = responses[0] is not None
         if training:
             posterior = self.encoder_tokenizer(
-                context_texts, list(responses), padding=True, truncation="only_first", max_length=self.max_encoder_length
+                context_texts, list(responses), padding=True, truncation="longest_first", max_length=self.max_encoder_length
             )
             features["posterior_input_ids"] = posterior["input_ids"]
             features["posterior_attention_mask"] = posterior["attention_mask"]

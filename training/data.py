@@ -1,0 +1,159 @@
+"""Loading MIRACLE training data with `datasets`: the authors' JSONL format, locally or from a Hub dataset.
+
+One JSONL file per attribute, rows `{"input": [user turns], "output": [assistant turns], "personas": str,
+"tag": int | aspect name}`. Files of several attributes combine into one multi-attribute set with one example per
+assistant turn: the conversation up to that turn's user message, the response, the attribute's index in the
+model config and the aspect's index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+# The authors' corpus on the Hub (unreachable offline; same code path as local files).
+AUTHORS_HUB_DATASET = "lu-vae/Miracle-Conversation"
+AUTHORS_HUB_FILES = {
+    "language_style": "dialogue_l.raw.jsonl",
+    "attitude": "dialogue_a.raw.jsonl",
+    "mental_characteristics": "dialogue_m.raw.jsonl",
+}
+CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+
+
+class MalformedRowError(ValueError):
+    """A data row that does not fit the format or the model config; names the file and line."""
+
+
+def corpus_files(split: str = "train") -> dict[str, str]:
+    """The packaged corpus's dialogue files for `split` (train / validation / test / heldout), per attribute."""
+    files = {a: CORPUS_DIR / f"dialogue_{a}.{split}.jsonl" for a in AUTHORS_HUB_FILES}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"No packaged corpus split {split!r}: missing {missing}.")
+    return {a: str(p) for a, p in files.items()}
+
+
+def resolve_file(path_or_name: str, hub_dataset: str | None = None, revision: str | None = None) -> str:
+    """A local path as is; otherwise `path_or_name` inside the Hub dataset repository `hub_dataset` (downloaded)."""
+    if hub_dataset is None:
+        if not os.path.isfile(path_or_name):
+            raise FileNotFoundError(f"Data file {path_or_name!r} does not exist (give a local path, or `hub_dataset=`).")
+        return path_or_name
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(hub_dataset, path_or_name, repo_type="dataset", revision=revision)
+
+
+@dataclass
+class LoadReport:
+    """What loading kept and skipped."""
+
+    examples: int = 0
+    dialogues: int = 0
+    skipped_rows: int = 0
+
+
+def _row_problem(row, aspects: list[str]) -> str | None:
+    if not isinstance(row, dict):
+        return "row is not a JSON object"
+    inputs, outputs = row.get("input"), row.get("output")
+    if not isinstance(inputs, list) or not isinstance(outputs, list) or not inputs:
+        return "`input` and `output` must be non-empty lists of strings"
+    if len(inputs) != len(outputs):
+        return f"{len(inputs)} input turns but {len(outputs)} output turns"
+    if any(not isinstance(t, str) or not t.strip() for t in inputs + outputs):
+        return "empty or non-string turn"
+    tag = row.get("tag")
+    if isinstance(tag, bool) or not (isinstance(tag, int) and 0 <= tag < len(aspects) or tag in aspects):
+        return f"unknown tag {tag!r}; valid: 0..{len(aspects) - 1} or one of {aspects}"
+    return None
+
+
+def read_dialogues(path: str, attribute: str, aspects: list[str], skip_malformed: bool, report: LoadReport) -> list[dict]:
+    """Validated dialogue rows of one attribute file (with `aspect_id`); malformed rows raise or are counted."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                row, problem = None, f"invalid JSON ({error.msg})"
+            else:
+                problem = _row_problem(row, aspects)
+            if problem:
+                if skip_malformed:
+                    report.skipped_rows += 1
+                    continue
+                raise MalformedRowError(
+                    f"{path}, line {line_number} ({attribute}): {problem}. Fix the row or pass skip_malformed=True."
+                )
+            tag = row["tag"]
+            rows.append({**row, "aspect_id": tag if isinstance(tag, int) else aspects.index(tag)})
+    return rows
+
+
+def dialogue_examples(row: dict, attribute_id: int, expand_prefixes: bool = True) -> list[dict]:
+    """One example per assistant turn (or only the last one): chat messages up to the user turn + the response."""
+    turns = range(len(row["output"])) if expand_prefixes else [len(row["output"]) - 1]
+    examples = []
+    for k in turns:
+        messages = []
+        for user, assistant in zip(row["input"][:k], row["output"][:k]):
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        messages.append({"role": "user", "content": row["input"][k]})
+        examples.append({"messages": messages, "response": row["output"][k], "attribute_id": attribute_id,
+                         "aspect_id": row["aspect_id"]})
+    return examples
+
+
+def load_miracle_dataset(
+    data_files: dict[str, str | list[str]],
+    attributes: dict[str, list[str]],
+    hub_dataset: str | None = None,
+    revision: str | None = None,
+    skip_malformed: bool = False,
+    expand_prefixes: bool = True,
+    max_dialogues_per_attribute: int | None = None,
+    report: LoadReport | None = None,
+) -> datasets.Dataset:
+    """Combine per-attribute files into one `datasets.Dataset` of examples for MIRACLE training.
+
+    Args:
+        data_files: attribute name -> file (or list of files), local paths or names inside `hub_dataset`.
+        attributes: the model config's ordered attribute -> aspects mapping (gives attribute and aspect indices).
+        hub_dataset: a Hub dataset repository holding the files (e.g. `lu-vae/Miracle-Conversation`).
+        skip_malformed: skip malformed rows (their count is in `report.skipped_rows`) instead of raising.
+        expand_prefixes: one example per assistant turn (True) or per dialogue's last turn.
+        max_dialogues_per_attribute: keep only the first N dialogues of each attribute (quick runs).
+
+    Returns:
+        A dataset with columns `messages`, `response`, `attribute_id`, `aspect_id`.
+    """
+    report = report if report is not None else LoadReport()
+    unknown = [a for a in data_files if a not in attributes]
+    if unknown:
+        raise ValueError(f"Data for attribute(s) {unknown} that the model config does not have; config attributes: "
+                         f"{list(attributes)}. Add them with `model.add_attribute(name, aspects)` first.")
+    examples = []
+    for attribute, files in data_files.items():
+        files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+        attribute_id = list(attributes).index(attribute)
+        dialogues = []
+        for file in files:
+            path = resolve_file(str(file), hub_dataset, revision)
+            dialogues += read_dialogues(path, attribute, attributes[attribute], skip_malformed, report)
+        dialogues = dialogues[:max_dialogues_per_attribute]
+        report.dialogues += len(dialogues)
+        for row in dialogues:
+            examples += dialogue_examples(row, attribute_id, expand_prefixes)
+    if not examples:
+        raise ValueError(f"No usable examples in {data_files}.")
+    report.examples = len(examples)
+    return datasets.Dataset.from_list(examples)

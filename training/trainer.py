@@ -1,0 +1,68 @@
+"""`MiracleTrainer`: a `transformers.Trainer` that logs MIRACLE's loss components, applies the cyclical KL
+schedule, mixes attributes in every batch, and writes a MIRACLE model card when pushing to the Hub."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import torch
+from transformers import Trainer
+
+from .collator import AttributeInterleavedSampler
+from .kl_schedule import KLScheduleCallback, _unwrap
+from .model_card import render_model_card
+
+LOGGED_COMPONENTS = ("reconstruction_loss", "kl_loss", "classification_loss", "distance_loss", "kl_beta")
+
+
+class MiracleTrainer(Trainer):
+    """Trainer for [`MiracleForPersonalizedGeneration`] (plain or PEFT-wrapped).
+
+    Args (beyond `Trainer`'s):
+        data_description: a line on the training data for the model card.
+        interleave_attributes: order each epoch so every batch mixes the attributes (default True).
+    """
+
+    def __init__(self, *args, data_description: str = "not recorded", interleave_attributes: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.data_description = data_description
+        self.interleave_attributes = interleave_attributes
+        self._component_sums = defaultdict(float)
+        self._component_counts = defaultdict(int)
+        if not any(isinstance(cb, KLScheduleCallback) for cb in self.callback_handler.callbacks):
+            self.add_callback(KLScheduleCallback())
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.interleave_attributes and dataset is not None and "attribute_id" in getattr(dataset, "column_names", []):
+            return AttributeInterleavedSampler(dataset["attribute_id"], seed=self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if model.training:
+            for name in LOGGED_COMPONENTS:
+                value = getattr(outputs, name, None)
+                if value is not None:
+                    self._component_sums[name] += float(value.detach() if torch.is_tensor(value) else value)
+                    self._component_counts[name] += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds the mean of each loss component since the last log to training logs."""
+        if "loss" in logs and self._component_counts:
+            for name, total in self._component_sums.items():
+                logs[name] = round(total / self._component_counts[name], 4)
+            self._component_sums.clear()
+            self._component_counts.clear()
+        super().log(logs, start_time)
+
+    def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
+        """Writes a MIRACLE model card (attributes, data, training settings) to the output folder."""
+        if not self.is_world_process_zero():
+            return
+        name = model_name or self.args.hub_model_id or os.path.basename(os.path.abspath(self.args.output_dir))
+        card = render_model_card(_unwrap(self.accelerator.unwrap_model(self.model)), name, self.data_description, self.args)
+        with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as handle:
+            handle.write(card)
