@@ -15,6 +15,21 @@ AutoConfig.register(MiracleConfig.model_type, MiracleConfig, exist_ok=True)
 AutoModel.register(MiracleConfig, MiracleForPersonalizedGeneration, exist_ok=True)
 AutoModelForCausalLM.register(MiracleConfig, MiracleForPersonalizedGeneration, exist_ok=True)
 
+
+def _register_pipeline():
+    """Register `pipeline("personalized-dialogue", ...)` (imported last: the pipeline module uses this package)."""
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    from pipelines.personalized_dialogue import TASK, PersonalizedDialoguePipeline
+
+    if PIPELINE_REGISTRY.supported_tasks.get(TASK, {}).get("impl") is not PersonalizedDialoguePipeline:
+        PIPELINE_REGISTRY.register_pipeline(
+            TASK, pipeline_class=PersonalizedDialoguePipeline, pt_model=MiracleForPersonalizedGeneration
+        )
+
+
+_register_pipeline()
+
 __all__ = [
     "LatentSample",
     "PAPER_ATTRIBUTES",

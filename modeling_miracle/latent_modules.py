@@ -48,6 +48,14 @@ class LatentInjection(nn.Module):
             nn.Linear(latent_size, self.layers * 2 * self.kv_heads * self.head_dim) if use_prefix else None
         )
 
+    def reset_parameters(self) -> None:
+        """Start as a no-op on a pretrained decoder: a zero embedding offset and a zero prefix value (the prefix
+        key starts small, so the prefix takes little attention until trained)."""
+        for linear in (self.to_embedding, self.to_prefix):
+            if linear is not None:
+                nn.init.zeros_(linear.weight)
+                nn.init.zeros_(linear.bias)
+
     @property
     def prefix_length(self) -> int:
         return 1 if self.to_prefix is not None else 0

@@ -103,6 +103,13 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
                 posterior_encoder if posterior_encoder is not None else self._encoder_from_config(config.encoder)
             )
         self.decoder = decoder if decoder is not None else AutoModelForCausalLM.from_config(config.decoder)
+        for backbone in (self.prior_encoder, self.get_posterior_encoder(), self.decoder):
+            # Building MiracleConfig from a backbone's config object resets its attention implementation: pick
+            # the backbone's default (sdpa where supported) again, as its own __init__ would.
+            if backbone.config._attn_implementation is None:
+                backbone.config._attn_implementation_internal = backbone._check_and_adjust_attn_implementation(
+                    None, is_init_check=True
+                )
         encoder_hidden = config.encoder.hidden_size
         self.prior_head = GaussianHead(encoder_hidden, config.latent_size)
         self.posterior_head = GaussianHead(encoder_hidden, config.latent_size)
@@ -164,6 +171,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         if not config.share_encoder:
             posterior = copy.deepcopy(prior)
         model = cls(config, prior_encoder=prior, posterior_encoder=posterior, decoder=decoder)
+        model.latent_injection.reset_parameters()  # a pretrained decoder starts undisturbed by z
         return model.to(decoder.dtype)
 
     # ------------------------------------------------------------------ accessors
@@ -414,6 +422,10 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             # Latent-only step (e.g. training a new attribute head on the frozen latent space): no decoding.
             return self._add_losses(output, None, kl, attribute_ids, aspect_ids, beta)
 
+        if labels is not None and isinstance(logits_to_keep, int) and logits_to_keep == 0:
+            # Responses sit at the end of left-padded rows: only compute logits over the labelled window.
+            logits_to_keep = self._label_window(labels)
+            labels = labels[:, -logits_to_keep:]
         embeds, mask, positions, cache = self._decoder_inputs(
             input_ids, inputs_embeds, attention_mask, position_ids, cache, latent
         )
@@ -431,6 +443,14 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         if labels is None and attribute_ids is None:
             return output
         return self._add_losses(output, labels, kl, attribute_ids, aspect_ids, beta)
+
+    @staticmethod
+    def _label_window(labels: torch.Tensor) -> int:
+        """Trailing positions that cover every label plus the position predicting the first one."""
+        labelled = torch.nonzero((labels != -100).any(0))
+        if labelled.numel() == 0:
+            return labels.shape[1]
+        return min(labels.shape[1], labels.shape[1] - int(labelled[0]) + 1)
 
     def _add_losses(self, output, labels, kl, attribute_ids, aspect_ids, beta):
         config = self.config

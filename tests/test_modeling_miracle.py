@@ -178,3 +178,14 @@ def test_shared_encoder_has_one_encoder_and_round_trips(processor, tmp_path):
     reloaded = MiracleForPersonalizedGeneration.from_pretrained(tmp_path).eval()
     batch = processor(CONVERSATIONS, responses=RESPONSES)
     assert torch.equal(reloaded(**batch).loss, model(**batch).loss)
+
+
+def test_training_logits_cover_only_the_response_window_with_the_same_loss(processor):
+    from modeling_miracle.losses import reconstruction_loss
+
+    model = make_model("llama")
+    batch = processor(CONVERSATIONS, responses=RESPONSES)
+    out = model(**batch)
+    assert out.logits.shape[1] < batch["input_ids"].shape[1]
+    full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], latent=out.latent).logits
+    assert torch.allclose(out.reconstruction_loss, reconstruction_loss(full, batch["labels"]), atol=1e-5)

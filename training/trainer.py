@@ -62,7 +62,7 @@ class MiracleTrainer(Trainer):
         """Writes a MIRACLE model card (attributes, data, training settings) to the output folder."""
         if not self.is_world_process_zero():
             return
-        name = model_name or self.args.hub_model_id or os.path.basename(os.path.abspath(self.args.output_dir))
+        name = self.args.hub_model_id or model_name or os.path.basename(os.path.abspath(self.args.output_dir))
         card = render_model_card(_unwrap(self.accelerator.unwrap_model(self.model)), name, self.data_description, self.args)
         with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as handle:
             handle.write(card)

@@ -1,0 +1,66 @@
+"""The offline default model: packaged MiniLM encoder + SmolLM2-135M-Instruct decoder, with MIRACLE's trained
+parts (latent maps, heads, decoder LoRA) shipped in this package as a small safetensors file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from configuration import PAPER_ATTRIBUTES
+
+from .backbones import minilm_folder, smollm2_folder
+from .processing_miracle import MiracleProcessor
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+# MIRACLE settings of the default model (the backbones are frozen; LoRA on the decoder).
+DEFAULT_CONFIG = {
+    "latent_size": 128,
+    "head_hidden_size": 256,
+    "share_encoder": True,
+    "kl_num_cycles": 2,
+}
+DEFAULT_LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05}
+
+
+def default_processor(**kwargs) -> MiracleProcessor:
+    """Processor of the default backbones (MiniLM WordPiece + SmolLM2 chat-template tokenizer)."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    kwargs.setdefault("max_encoder_length", 256)
+    kwargs.setdefault("max_prompt_length", 384)
+    kwargs.setdefault("max_response_length", 96)
+    return MiracleProcessor(BertTokenizerFast.from_pretrained(minilm_folder()), AutoTokenizer.from_pretrained(smollm2_folder()), **kwargs)
+
+
+def build_default_backbone_model(**config_overrides):
+    """A fresh MIRACLE model on the default backbones (MIRACLE layers random), backbones frozen."""
+    from .modeling_miracle import MiracleForPersonalizedGeneration
+
+    settings = {**DEFAULT_CONFIG, **config_overrides}
+    model = MiracleForPersonalizedGeneration.from_encoder_decoder_pretrained(
+        str(minilm_folder()), str(smollm2_folder()), attributes=settings.pop("attributes", PAPER_ATTRIBUTES), **settings
+    )
+    for module in (model.prior_encoder, model.get_posterior_encoder(), model.decoder):
+        module.requires_grad_(False)
+    return model
+
+
+def default_model_path() -> Path:
+    """Folder of the shipped trained MIRACLE parts of the default model."""
+    return DEFAULT_MODEL_DIR
+
+
+def load_default_model(path: str | Path | None = None):
+    """(model, processor) of the default model, ready to generate; backbones come from their packages."""
+    from .modeling_miracle import MiracleForPersonalizedGeneration  # noqa: F401  (registration)
+    from peft import PeftModel
+
+    folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if not (folder / "adapter_model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"No trained default-model parts in {folder}; train them with `python examples/train_default_model.py`."
+        )
+    settings = json.loads((folder / "miracle_settings.json").read_text())
+    base = build_default_backbone_model(**settings["config"])
+    model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload().eval()
+    return model, default_processor()

@@ -1,0 +1,84 @@
+import json
+from unittest import mock
+
+import pytest
+
+from configuration import PAPER_ATTRIBUTES
+from training import AttributeInterleavedSampler, LoadReport, MalformedRowError, corpus_files, load_miracle_dataset
+
+GOOD = {"input": ["How are you?", "Why so?"], "output": ["I am well today.", "The sun is out."], "personas": "", "tag": 1}
+
+
+def write(path, rows):
+    path.write_text("\n".join(json.dumps(r) if isinstance(r, dict) else r for r in rows) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_combines_attribute_files_with_one_example_per_turn(tmp_path):
+    style = write(tmp_path / "style.jsonl", [GOOD, {**GOOD, "tag": "plain"}])
+    attitude = write(tmp_path / "attitude.jsonl", [{**GOOD, "tag": 0}])
+    dataset = load_miracle_dataset({"language_style": style, "attitude": attitude}, PAPER_ATTRIBUTES)
+    assert len(dataset) == 6
+    first, second = dataset[0], dataset[1]
+    assert first["messages"] == [{"role": "user", "content": "How are you?"}]
+    assert second["messages"][-1] == {"role": "user", "content": "Why so?"}
+    assert second["messages"][1] == {"role": "assistant", "content": "I am well today."}
+    assert second["response"] == "The sun is out."
+    assert [dataset[i]["aspect_id"] for i in range(4)] == [1, 1, 0, 0]  # "plain" -> 0
+    assert dataset[4]["attribute_id"] == 1 and dataset[4]["aspect_id"] == 0
+    last_only = load_miracle_dataset({"language_style": style}, PAPER_ATTRIBUTES, expand_prefixes=False)
+    assert len(last_only) == 2
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({**GOOD, "output": ["only one"]}, "2 input turns but 1 output turns"),
+        ({**GOOD, "tag": 2}, "unknown tag 2; valid: 0..1 or one of ['plain', 'lyrical']"),
+        ({**GOOD, "tag": "poetic"}, "unknown tag 'poetic'"),
+        ({**GOOD, "input": ["How are you?", "  "]}, "empty or non-string turn"),
+        ("{not json", "invalid JSON"),
+    ],
+)
+def test_malformed_rows_name_file_and_line_or_are_skipped(tmp_path, bad, message):
+    path = write(tmp_path / "style.jsonl", [GOOD, bad, GOOD])
+    with pytest.raises(MalformedRowError) as error:
+        load_miracle_dataset({"language_style": path}, PAPER_ATTRIBUTES)
+    assert f"{path}, line 2 (language_style)" in str(error.value)
+    assert message in str(error.value)
+    report = LoadReport()
+    dataset = load_miracle_dataset({"language_style": path}, PAPER_ATTRIBUTES, skip_malformed=True, report=report)
+    assert report.skipped_rows == 1 and report.dialogues == 2 and len(dataset) == 4
+
+
+def test_data_must_fit_the_config(tmp_path):
+    path = write(tmp_path / "x.jsonl", [GOOD])
+    with pytest.raises(ValueError, match=r"config attributes: \['language_style'"):
+        load_miracle_dataset({"humour": path}, PAPER_ATTRIBUTES)
+
+
+def test_hub_dataset_takes_the_same_path_as_local_files(tmp_path):
+    local = write(tmp_path / "dialogue_l.raw.jsonl", [GOOD, {**GOOD, "tag": 0}])
+    expected = load_miracle_dataset({"language_style": local}, PAPER_ATTRIBUTES)
+    with mock.patch("huggingface_hub.hf_hub_download", return_value=local) as download:
+        from_hub = load_miracle_dataset({"language_style": "dialogue_l.raw.jsonl"}, PAPER_ATTRIBUTES,
+                                        hub_dataset="lu-vae/Miracle-Conversation")
+    download.assert_called_once_with("lu-vae/Miracle-Conversation", "dialogue_l.raw.jsonl", repo_type="dataset", revision=None)
+    assert from_hub.to_list() == expected.to_list()
+
+
+def test_packaged_corpus_loads_for_the_paper_attributes():
+    dataset = load_miracle_dataset(corpus_files("validation"), PAPER_ATTRIBUTES)
+    assert set(dataset["attribute_id"]) == {0, 1, 2} and set(dataset["aspect_id"]) == {0, 1}
+    with pytest.raises(FileNotFoundError, match="No packaged corpus split"):
+        corpus_files("dev")
+
+
+def test_interleaved_sampler_mixes_attributes_in_every_batch():
+    attribute_ids = [0] * 30 + [1] * 30 + [2] * 15
+    order = list(AttributeInterleavedSampler(attribute_ids, seed=1))
+    assert sorted(order) == list(range(75))
+    for start in range(0, 75, 10):
+        batch = {attribute_ids[i] for i in order[start:start + 10]}
+        assert len(batch) >= 2
+    assert order != list(AttributeInterleavedSampler(attribute_ids, seed=2))

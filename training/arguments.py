@@ -1,0 +1,65 @@
+"""Dataclass arguments of `miracle train` (parsed with `HfArgumentParser`, from flags or a JSON/YAML file)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelArguments:
+    """Which model to train and how."""
+
+    encoder: str | None = field(default=None, metadata={"help": "Encoder backbone (path/Hub id; 'default' = packaged all-MiniLM-L6-v2; paper: bert-base-uncased)."})
+    decoder: str | None = field(default=None, metadata={"help": "Decoder backbone (path/Hub id; 'default' = packaged SmolLM2-135M-Instruct; paper: microsoft/DialoGPT-medium)."})
+    decoder_gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside --decoder, if it is a GGUF folder."})
+    from_model: str | None = field(default=None, metadata={"help": "Continue from a saved MIRACLE model (folder or Hub id) instead of backbones."})
+    attributes: str | None = field(default=None, metadata={"help": "JSON attribute -> aspects mapping for a new model (default: the paper's three)."})
+    add_attribute: str | None = field(default=None, metadata={"help": "Add an attribute to --from-model: 'name=aspect0,aspect1'."})
+    train_head_only: bool = field(default=True, metadata={"help": "With --add-attribute: train only the new head on the frozen latent space."})
+    miracle_config: str | None = field(default=None, metadata={"help": "JSON of MiracleConfig fields (latent_size, use_distance_loss, ...)."})
+    freeze_backbones: bool = field(default=False, metadata={"help": "Freeze encoders and decoder (train MIRACLE layers, and LoRA if on)."})
+    lora: bool = field(default=False, metadata={"help": "LoRA adapters on the decoder; MIRACLE layers fully trained."})
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_encoders: bool = field(default=False, metadata={"help": "Also put LoRA adapters on the encoders."})
+    max_encoder_length: int = 256
+    max_prompt_length: int = 384
+    max_response_length: int = 96
+
+    def miracle_config_kwargs(self) -> dict:
+        return json.loads(self.miracle_config) if self.miracle_config else {}
+
+    def attributes_mapping(self) -> dict | None:
+        return json.loads(self.attributes) if self.attributes else None
+
+    def new_attribute(self) -> tuple[str, list[str]] | None:
+        if not self.add_attribute:
+            return None
+        name, _, aspects = self.add_attribute.partition("=")
+        if not name or not aspects:
+            raise ValueError(f"--add-attribute must look like 'name=aspect0,aspect1'; got {self.add_attribute!r}.")
+        return name.strip(), [a.strip() for a in aspects.split(",")]
+
+
+@dataclass
+class DataArguments:
+    """Which data to train on."""
+
+    data_files: list[str] = field(default_factory=list, metadata={"help": "attribute=path pairs (one JSONL per attribute; repeat an attribute for several files). Default: the packaged corpus."})
+    validation_files: list[str] = field(default_factory=list, metadata={"help": "attribute=path pairs for evaluation during training."})
+    hub_dataset: str | None = field(default=None, metadata={"help": "Hub dataset holding the files (e.g. lu-vae/Miracle-Conversation; without --data-files its default file per attribute)."})
+    skip_malformed: bool = field(default=False, metadata={"help": "Skip malformed rows (and report how many) instead of stopping."})
+    max_dialogues_per_attribute: int | None = None
+    expand_prefixes: bool = field(default=True, metadata={"help": "One example per assistant turn (authors' prefix expansion)."})
+
+    @staticmethod
+    def parse_pairs(pairs: list[str]) -> dict[str, list[str]]:
+        files: dict[str, list[str]] = {}
+        for pair in pairs:
+            attribute, sep, path = pair.partition("=")
+            if not sep or not attribute or not path:
+                raise ValueError(f"Data files are given as attribute=path; got {pair!r}.")
+            files.setdefault(attribute.strip(), []).append(path.strip())
+        return files

@@ -1,0 +1,126 @@
+"""The `miracle` command-line program.
+
+    miracle train --encoder default --decoder default --output-dir runs/mine --max-steps 200
+    miracle train config.yaml                       # the same flags from a JSON/YAML file
+    miracle train --from-model runs/mine --add-attribute humour=dry,playful --data-files humour=humour.jsonl ...
+    miracle generate --personality attitude=optimistic "What do you do on weekends?"
+    miracle demo
+    miracle evaluate --model runs/mine --output-dir runs/eval
+
+`miracle train` runs unchanged under `accelerate launch` (e.g. `accelerate launch -m training.cli train ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _train(argv: list[str]) -> int:
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from .arguments import DataArguments, ModelArguments
+    from .train_command import run_train
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), prog="miracle train")
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        args = parser.parse_json_file(argv[0])
+    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        args = parser.parse_yaml_file(argv[0])
+    else:
+        args = parser.parse_args_into_dataclasses(argv)
+    run_train(*args)
+    return 0
+
+
+def _key_values(pairs: list[str], what: str, cast=str) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--{what} takes attribute=value pairs; got {pair!r}.")
+        out[key] = cast(value)
+    return out
+
+
+def _add_generation_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="A saved MIRACLE model folder or Hub id (default: the packaged default model).")
+    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--no-ebm", action="store_true", help="Skip EBM sampling (the paper's 'w/o EBM').")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def load_model_and_processor(path: str | None):
+    """(model, processor) of a saved MIRACLE model, or of the packaged default model when `path` is None."""
+    import modeling_miracle
+    from modeling_miracle.default_model import load_default_model
+
+    if path is None:
+        return load_default_model()
+    model = modeling_miracle.MiracleForPersonalizedGeneration.from_pretrained(path).eval()
+    return model, modeling_miracle.MiracleProcessor.from_pretrained(path)
+
+
+def _generate(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="miracle generate", description="Personalized responses to your own context.")
+    parser.add_argument("turns", nargs="+", help="Conversation turns, alternating user/assistant, ending with the user.")
+    parser.add_argument("--personality", nargs="*", default=[], help="attribute=aspect pairs, e.g. attitude=optimistic")
+    parser.add_argument("--weight", nargs="*", default=[], help="attribute=weight pairs (default 1)")
+    parser.add_argument("--num-return-sequences", type=int, default=1)
+    parser.add_argument("--do-sample", action="store_true")
+    _add_generation_flags(parser)
+    args = parser.parse_args(argv)
+    import torch
+    from transformers import pipeline
+
+    model, processor = load_model_and_processor(args.model)
+    chat = pipeline("personalized-dialogue", model=model, processor=processor)
+    torch.manual_seed(args.seed)
+    outputs = chat(
+        args.turns,
+        personality=_key_values(args.personality, "personality") or None,
+        attribute_weights=_key_values(args.weight, "weight", float) or None,
+        use_ebm=not args.no_ebm,
+        max_new_tokens=args.max_new_tokens,
+        num_return_sequences=args.num_return_sequences,
+        do_sample=args.do_sample,
+        return_latent_diagnostics=True,
+    )
+    for output in outputs:
+        print(output["generated_text"])
+        for attribute, d in output.get("latent_diagnostics", {}).items():
+            print(f"  {attribute}={d['aspect']}: latent probability {d['before']:.2f} -> {d['after']:.2f}")
+    return 0
+
+
+def _demo(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="miracle demo", description="All 8 personalities on corpus test contexts.")
+    parser.add_argument("--contexts", type=int, default=2, help="How many test contexts to show.")
+    _add_generation_flags(parser)
+    args = parser.parse_args(argv)
+    from .demo import run_demo
+
+    run_demo(args.model, args.contexts, args.max_new_tokens, use_ebm=not args.no_ebm, seed=args.seed)
+    return 0
+
+
+def _evaluate(argv: list[str]) -> int:
+    from .evaluate_command import main as evaluate_main
+
+    return evaluate_main(argv)
+
+
+COMMANDS = {"train": _train, "generate": _generate, "demo": _demo, "evaluate": _evaluate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(__doc__)
+        print(f"commands: {', '.join(COMMANDS)}")
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
