@@ -139,7 +139,7 @@ def test_lora_trains_adapters_and_miracle_layers_then_reloads(tmp_path):
             for name, p in peft_model.named_parameters():
                 if "lora_B" in name or "attribute_heads" in name:
                     p.add_(0.05)
-        peft_model.save_pretrained(tmp_path / f"adapter-{kind}")
+        peft_model.eval().save_pretrained(tmp_path / f"adapter-{kind}")
         latent = torch.ones(1, 16)
         ids = torch.tensor([[464, 3290, 318]])
         expected = peft_model(input_ids=ids, latent=latent).logits

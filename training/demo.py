@@ -1,0 +1,48 @@
+"""`miracle demo`: the default (or a given) model's responses to corpus test contexts for all aspect combinations."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import torch
+
+from .data import CORPUS_DIR
+
+
+def test_contexts(count: int) -> list[list[dict]]:
+    """The first user turns of the first `count` multi-attribute test dialogues of the packaged corpus."""
+    with open(CORPUS_DIR / "dialogue_multi.test.jsonl", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    step = max(1, len(rows) // max(count, 1))
+    return [[{"role": "user", "content": row["input"][0]}] for row in rows[::step][:count]]
+
+
+def all_personalities(attributes: dict[str, list[str]]) -> list[dict[str, str]]:
+    """Every combination of one aspect per attribute (2^3 = 8 for the paper's attributes)."""
+    return [dict(zip(attributes, combo)) for combo in itertools.product(*attributes.values())]
+
+
+def run_demo(model_path: str | None, contexts: int = 2, max_new_tokens: int = 40, use_ebm: bool = True, seed: int = 0) -> list[dict]:
+    """Print and return, per context and personality, the response and each aspect's latent probability."""
+    from transformers import pipeline
+
+    from .cli import load_model_and_processor
+
+    model, processor = load_model_and_processor(model_path)
+    chat = pipeline("personalized-dialogue", model=model, processor=processor)
+    personalities = all_personalities(model.config.attributes)
+    results = []
+    for conversation in test_contexts(contexts):
+        print(f"\nUser: {conversation[-1]['content']}")
+        torch.manual_seed(seed)
+        outputs = chat([conversation] * len(personalities), personality=personalities, use_ebm=use_ebm,
+                       max_new_tokens=max_new_tokens, return_latent_diagnostics=True, batch_size=len(personalities))
+        for personality, output in zip(personalities, outputs):
+            output = output[0]
+            probabilities = ", ".join(
+                f"{d['aspect']} {d['before']:.2f}->{d['after']:.2f}" for d in output["latent_diagnostics"].values()
+            )
+            print(f"  [{' + '.join(personality.values())}]  ({probabilities})\n    {output['generated_text']}")
+            results.append({"context": conversation, "personality": personality, **output})
+    return results
