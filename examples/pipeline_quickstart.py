@@ -3,7 +3,7 @@
     python examples/pipeline_quickstart.py [--model PATH_OR_HUB_ID] [--max-new-tokens 40]
 
 `--model`: a saved MIRACLE model with its processor (e.g. a folder written by `pipe.save_pretrained`). Without it,
-the packaged default model is used (`modeling_miracle.load_default_model`), when this version ships one.
+the packaged default model is used (`modeling_miracle.load_default_model`).
 """
 
 import argparse
@@ -19,18 +19,8 @@ import modeling_miracle  # noqa: E402  (registers the "personalized-dialogue" ta
 
 
 def default_pipeline():
-    """The pipeline of the packaged default model, or exit with what to do instead."""
-    load = getattr(modeling_miracle, "load_default_model", None)
-    if load is None:
-        try:
-            from modeling_miracle.default_model import load_default_model as load
-        except ImportError:
-            sys.exit("This version ships no default model: pass --model PATH (a saved MIRACLE model + processor).")
-    try:
-        loaded = load()
-    except (FileNotFoundError, OSError) as error:
-        sys.exit(f"The default model is not available ({error}).\nPass --model PATH instead.")
-    model, processor = loaded if isinstance(loaded, tuple) else (loaded, None)
+    """The pipeline of the packaged default model (backbones from their PyPI packages)."""
+    model, processor = modeling_miracle.load_default_model()
     return pipeline("personalized-dialogue", model=model, processor=processor)
 
 

@@ -1,6 +1,6 @@
 """Train the offline default model's MIRACLE parts on the project's own corpus and ship them in the package.
 
-    python examples/train_default_model.py [--max-steps 300] [--output modeling_miracle/default_model]
+    python examples/train_default_model.py [--max-steps 240] [--output modeling_miracle/default_model]
 
 Backbones: the packaged all-MiniLM-L6-v2 (shared prior/posterior encoder, frozen) and SmolLM2-135M-Instruct
 (frozen, LoRA r=8 on q/v); trained: Gaussian heads, latent injection (embedding add + latent prefix), the three
@@ -30,7 +30,7 @@ from modeling_miracle.default_model import (  # noqa: E402
 from training import MiracleDataCollator, MiracleTrainer, corpus_files, load_miracle_dataset  # noqa: E402
 from training.peft_utils import apply_lora  # noqa: E402
 
-SETTINGS = {"max_steps": 300, "batch_size": 8, "learning_rate": 1e-3, "warmup_steps": 20, "seed": 42}
+SETTINGS = {"max_steps": 240, "batch_size": 8, "learning_rate": 1e-3, "warmup_steps": 20, "seed": 42}
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 from configuration import PAPER_ATTRIBUTES, MiracleConfig
 
 from .conversation import normalize_conversation, normalize_conversations
+from .default_model import default_model_path, default_processor, load_default_model
 from .modeling_miracle import LatentSample, MiracleForPersonalizedGeneration, MiracleOutput
 from .processing_miracle import MiracleProcessor
 
@@ -37,6 +38,9 @@ __all__ = [
     "MiracleForPersonalizedGeneration",
     "MiracleOutput",
     "MiracleProcessor",
+    "default_model_path",
+    "default_processor",
+    "load_default_model",
     "normalize_conversation",
     "normalize_conversations",
 ]

@@ -74,8 +74,8 @@ def resolve_personality(config, personality, attribute_weights, batch_size: int,
     """Check and convert `personality` (a dict attribute -> aspect, or one dict per row) and `attribute_weights`
     (a dict attribute -> weight, or one dict per row; default 1) into a [`Personality`]."""
     names = config.attribute_names
-    rows = _per_row(personality, batch_size, "personality")
-    weight_rows = _per_row(attribute_weights, batch_size, "attribute_weights")
+    rows = per_row(personality, batch_size, "personality")
+    weight_rows = per_row(attribute_weights, batch_size, "attribute_weights")
     aspects = torch.full((batch_size, len(names)), -1, dtype=torch.long)
     weights = torch.zeros(batch_size, len(names))
     for b, (row, row_weights) in enumerate(zip(rows, weight_rows)):
@@ -102,16 +102,20 @@ def _attribute_position(names, attribute) -> int:
     return names.index(attribute)
 
 
-def _per_row(value, batch_size: int, what: str) -> list:
+def per_row(value, batch_size: int, what: str) -> list:
+    """One dict (or None) for all rows, or one per row -> a list of `batch_size` entries (checked)."""
     if value is None or isinstance(value, dict):
         return [value] * batch_size
     if isinstance(value, (list, tuple)):
         if len(value) != batch_size:
             raise ValueError(f"`{what}` has {len(value)} entries for a batch of {batch_size} rows; give one dict per row or one dict for all.")
         if not all(v is None or isinstance(v, dict) for v in value):
-            raise ValueError(f"Each entry of `{what}` must be a dict attribute -> value; got {value!r}.")
+            raise ValueError(f"Each entry of `{what}` must be a dict attribute -> value (or None); got {value!r}.")
         return list(value)
-    raise ValueError(f"`{what}` must be a dict attribute -> value or a list of such dicts; got {value!r}.")
+    raise ValueError(
+        f"`{what}` must be a dict attribute -> value, e.g. {{'attitude': 'optimistic'}}, or a list of such dicts "
+        f"(one per row); got {value!r}."
+    )
 
 
 def log_probability_of_personality(heads, latent: torch.Tensor, personality: Personality) -> torch.Tensor:

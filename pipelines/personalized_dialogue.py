@@ -13,7 +13,7 @@ from transformers import GenerationConfig, Pipeline
 from modeling_miracle.conversation import normalize_conversations
 from modeling_miracle.modeling_miracle import MiracleForPersonalizedGeneration
 from modeling_miracle.processing_miracle import MiracleProcessor
-from modeling_miracle.sampling import SamplerSettings, resolve_personality
+from modeling_miracle.sampling import SamplerSettings, per_row, resolve_personality
 
 TASK = "personalized-dialogue"
 
@@ -145,8 +145,8 @@ class PersonalizedDialoguePipeline(Pipeline):
         conversations, is_batched = normalize_conversations(inputs)
         preprocess_params, forward_params, postprocess_params = self._call_parameters(kwargs)
         count = len(conversations)
-        personalities = _per_conversation(preprocess_params.get("personality"), count, "personality")
-        weights = _per_conversation(preprocess_params.get("attribute_weights"), count, "attribute_weights")
+        personalities = per_row(preprocess_params.get("personality"), count, "personality")
+        weights = per_row(preprocess_params.get("attribute_weights"), count, "attribute_weights")
         # Check everything before the first model call, so a bad entry fails fast and names what is valid.
         resolve_personality(self.model.config, personalities, weights, count)
         SamplerSettings.from_config(self.model.config, **forward_params["sampler_overrides"])
@@ -194,10 +194,10 @@ class PersonalizedDialoguePipeline(Pipeline):
         if max_prompt_length is not None and max_prompt_length != processor.max_prompt_length:
             processor = copy.copy(processor)  # shares the tokenizers
             processor.max_prompt_length = max_prompt_length
-        personalities = _per_conversation(personality, len(batch), "personality")
+        personalities = per_row(personality, len(batch), "personality")
         model_inputs = dict(processor(batch, return_tensors="pt"))
         model_inputs["personality"] = [self._aspect_names(p) for p in personalities]
-        model_inputs["attribute_weights"] = _per_conversation(attribute_weights, len(batch), "attribute_weights")
+        model_inputs["attribute_weights"] = per_row(attribute_weights, len(batch), "attribute_weights")
         return model_inputs
 
     def _aspect_names(self, personality: dict | None) -> dict:
@@ -266,25 +266,6 @@ class PersonalizedDialoguePipeline(Pipeline):
         os.makedirs(save_directory, exist_ok=True)
         self.model.save_pretrained(save_directory, **kwargs)
         self.processor.save_pretrained(save_directory)
-
-
-def _per_conversation(value, count: int, name: str) -> list:
-    """One dict (or None) for all conversations, or one per conversation -> a list of `count` entries."""
-    if value is None or isinstance(value, dict):
-        return [value] * count
-    if isinstance(value, (list, tuple)):
-        if len(value) != count:
-            raise ValueError(
-                f"`{name}` has {len(value)} entries for {count} conversation(s); give one dict per conversation or "
-                "one dict for all."
-            )
-        if not all(v is None or isinstance(v, dict) for v in value):
-            raise ValueError(f"Each entry of `{name}` must be a dict attribute -> value (or None); got {value!r}.")
-        return list(value)
-    raise ValueError(
-        f"`{name}` must be a dict attribute -> value, e.g. {{'attitude': 'optimistic'}}, or a list of such dicts "
-        f"(one per conversation); got {value!r}."
-    )
 
 
 def _resolve_processor(model, processor, tokenizer) -> MiracleProcessor:

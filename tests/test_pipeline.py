@@ -261,7 +261,7 @@ def test_newest_turn_alone_too_long_is_a_clear_error(pipe):
         ("Hi!", {"personality": {"attitude": "cheerful"}}, ValueError, r"valid aspects: \['pessimistic', 'optimistic'\]"),
         ("Hi!", {"personality": {"attitude": 2}}, ValueError, r"valid aspects: \['pessimistic', 'optimistic'\]"),
         ("Hi!", {"personality": "lyrical"}, ValueError, "must be a dict attribute -> value"),
-        (CONVERSATIONS, {"personality": [PERSONALITY, OPPOSITE]}, ValueError, "2 entries for 3 conversation"),
+        (CONVERSATIONS, {"personality": [PERSONALITY, OPPOSITE]}, ValueError, "2 entries for a batch of 3 rows"),
         ("Hi!", {"personality": {"attitude": 1}, "attribute_weights": {"tone": 1.0}}, ValueError, "valid attributes"),
         ("Hi!", {"sampler_temperature": 2.0}, ValueError, "valid options"),
         ("Hi!", {"latent": torch.zeros(1, 16)}, ValueError, "builds .*latent"),

@@ -1,0 +1,49 @@
+import json
+
+import pytest
+import torch
+from transformers import GPT2LMHeadModel
+
+from modeling_miracle import PAPER_ATTRIBUTES
+from training.evaluate_command import evaluation_examples, main
+from training.data import CORPUS_DIR
+
+from .conftest import make_model, tiny_decoder_config
+from .helpers import save_tiny_backbones
+
+
+def test_examples_use_row_targets_or_every_combination(tmp_path):
+    multi = evaluation_examples(str(CORPUS_DIR / "dialogue_multi.test.jsonl"), PAPER_ATTRIBUTES)
+    assert len({tuple(e["personality"].values()) for e in multi[:8]}) == 8  # interleaved by personality
+    assert len(multi) == 510
+    single = tmp_path / "s.jsonl"
+    single.write_text(json.dumps({"input": ["Hi?"], "output": ["Hello."], "personas": "", "tag": 0}) + "\n")
+    examples = evaluation_examples(str(single), PAPER_ATTRIBUTES)
+    assert len(examples) == 8 and all(e["reference"] == "Hello." for e in examples)
+
+
+def test_end_to_end_table_has_every_column(tmp_path, processor):
+    encoder, _ = save_tiny_backbones(tmp_path / "backbones")
+    model = make_model("gpt2")
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(tiny_decoder_config("gpt2")).save_pretrained(tmp_path / "lm")
+    processor.decoder_tokenizer.save_pretrained(tmp_path / "lm")
+    assert main([
+        "--model", str(tmp_path / "model"), "--max-examples", "8", "--without-ebm",
+        "--ablation", f"w/o L_C={tmp_path / 'model'}", "--scorers", str(tmp_path / "scorers"),
+        "--scorer-backbone", encoder, "--scorer-epochs", "0.2", "--fluency-lm", str(tmp_path / "lm"),
+        "--max-new-tokens", "4", "--batch-size", "4", "--output-dir", str(tmp_path / "eval"),
+    ]) == 0
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert list(results["table"]) == ["MIRACLE", "w/o EBM", "w/o L_C"]
+    for row in results["table"].values():
+        for column in ["Avg.", "language_style", "attitude", "mental_characteristics", "BLEU", "Rouge", "NLI", "PPL",
+                       "Distinct", "sBLEU"]:
+            assert isinstance(row[column], float) and row[column] == row[column], column
+    table = (tmp_path / "eval" / "results.md").read_text()
+    assert table.startswith("| system | Avg. | language_style | attitude | mental_characteristics | BLEU |")
+    assert "w/o EBM" in table and '"examples": 8' in table
+    assert results["settings"]["fluency_lm"] == str(tmp_path / "lm")
+    assert (tmp_path / "scorers" / "nli" / "scorer.json").is_file()
