@@ -469,7 +469,10 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
                 )
                 loss = loss + config.classification_loss_weight * output.classification_loss
             if config.use_distance_loss:
-                output.distance_loss = self._distance_loss(output.latent, attribute_ids)
+                # Eq. 5 compares attribute means of z; the Gaussian means estimate them without the sampling noise
+                # that dominates per-attribute means of small batches.
+                means = output.posterior_mu if output.posterior_mu is not None else output.prior_mu
+                output.distance_loss = self._distance_loss(output.latent if means is None else means, attribute_ids)
                 loss = loss + config.distance_loss_weight * output.distance_loss
         output.loss = loss
         return output
