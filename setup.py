@@ -18,13 +18,13 @@ setup(
         "training",
         "training.corpus",
     ],
-    package_data={"training.corpus": ["*.jsonl", "*.txt", "*.md"], "modeling_miracle": ["default_model/*"]},
+    package_data={"training.corpus": ["*.jsonl", "*.txt", "*.md", "sources/*.jsonl"], "modeling_miracle": ["default_model/*"]},
     include_package_data=True,
     install_requires=[
         # torch is pinned by the install commands (`pip install torch==2.13.0` first): a range here would let
         # pip pull a multi-GB CUDA build on a fresh machine.
         "torch>=2.4,<=2.13.0",
-        "transformers>=5.20,<6",
+        "transformers>=5.23,<6",
         "torchdiffeq>=0.2.4",
         "datasets>=3.0",
         "evaluate>=0.4.3",

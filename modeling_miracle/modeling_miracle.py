@@ -426,6 +426,11 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             # Responses sit at the end of left-padded rows: only compute logits over the labelled window.
             logits_to_keep = self._label_window(labels)
             labels = labels[:, -logits_to_keep:]
+        if self.training and self.config.use_latent_prefix and getattr(self.decoder, "is_activation_checkpointing", False):
+            raise ValueError(
+                "Decoders drop the KV cache (and so the latent prefix) under gradient checkpointing in training; "
+                "disable gradient checkpointing or set `use_latent_prefix=False` in the config."
+            )
         embeds, mask, positions, cache = self._decoder_inputs(
             input_ids, inputs_embeds, attention_mask, position_ids, cache, latent
         )

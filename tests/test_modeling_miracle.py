@@ -189,3 +189,14 @@ def test_training_logits_cover_only_the_response_window_with_the_same_loss(proce
     assert out.logits.shape[1] < batch["input_ids"].shape[1]
     full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], latent=out.latent).logits
     assert torch.allclose(out.reconstruction_loss, reconstruction_loss(full, batch["labels"]), atol=1e-5)
+
+
+def test_gradient_checkpointing_with_the_latent_prefix_is_refused(processor):
+    for kind in KINDS:
+        model = make_model(kind).train()
+        model.decoder.gradient_checkpointing_enable()
+        with pytest.raises(ValueError, match="gradient checkpointing"):
+            model(**processor(CONVERSATIONS, responses=RESPONSES))
+    embedding_only = make_model("llama", use_latent_prefix=False).train()
+    embedding_only.decoder.gradient_checkpointing_enable()
+    assert torch.isfinite(embedding_only(**processor(CONVERSATIONS, responses=RESPONSES)).loss)
