@@ -19,29 +19,26 @@ from pathlib import Path
 import torch
 
 from . import metrics
-from .data import CORPUS_DIR
+from .data import CORPUS_DIR, dialogue_examples
 from .scorers import SequenceScorer, context_text, train_attribute_scorer, train_nli_scorer
 
 COLUMNS = ["Avg.", "BLEU", "Rouge", "NLI", "PPL", "Distinct", "sBLEU"]
 
 
-def evaluation_examples(test_file: str, attributes: dict[str, list[str]], max_examples: int | None = None) -> list[dict]:
+def evaluation_examples(test_files: str | list[str], attributes: dict[str, list[str]], max_examples: int | None = None) -> list[dict]:
     """One example per assistant turn: messages, reference response, target personality; interleaved by personality."""
     combos = [dict(zip(attributes, c)) for c in itertools.product(*attributes.values())]
     by_personality: dict[tuple, list[dict]] = {}
-    with open(test_file, encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
+    for test_file in [test_files] if isinstance(test_files, (str, Path)) else test_files:
+        with open(test_file, encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+        for row in rows:
             tags = row.get("tags")
             targets = [{a: attributes[a][tags[a]] for a in attributes}] if tags else combos
-            for k in range(len(row["output"])):
-                messages = []
-                for user, assistant in zip(row["input"][:k], row["output"][:k]):
-                    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-                messages.append({"role": "user", "content": row["input"][k]})
+            for k, turn in enumerate(dialogue_examples({**row, "aspect_id": -1}, attribute_id=-1)):
                 for personality in targets:
                     by_personality.setdefault(tuple(personality.values()), []).append({
-                        "messages": messages, "reference": row["output"][k], "personality": personality,
+                        "messages": turn["messages"], "reference": turn["response"], "personality": personality,
                         "context": context_text(row["input"], row["output"], k),
                     })
     queues = list(by_personality.values())
@@ -64,23 +61,29 @@ def generate_responses(model, processor, examples, use_ebm=True, batch_size=16, 
     return responses
 
 
-def ensure_scorers(scorer_dir: str, attributes: dict[str, list[str]], backbone: str | None = None, epochs: float = 3.0) -> dict:
-    """Scorer paths per attribute and for NLI; missing ones are trained from the packaged corpus first."""
+def ensure_scorers(scorer_dir: str, attributes: dict[str, list[str]], backbone: str | None = None, epochs: float = 3.0,
+                   data_dir: str | Path = CORPUS_DIR) -> dict:
+    """Scorer paths per attribute and for NLI; missing ones are trained first from `data_dir` (default: the packaged
+    corpus): `text_<attribute>.{train,validation}.jsonl` for attributes, dialogue files for NLI."""
+    data_dir = Path(data_dir)
     paths = {}
     for attribute, aspects in attributes.items():
         path = os.path.join(scorer_dir, attribute)
         if not os.path.isfile(os.path.join(path, "config.json")):
-            train, validation = CORPUS_DIR / f"text_{attribute}.train.jsonl", CORPUS_DIR / f"text_{attribute}.validation.jsonl"
+            train, validation = data_dir / f"text_{attribute}.train.jsonl", data_dir / f"text_{attribute}.validation.jsonl"
             if not train.is_file():
-                raise FileNotFoundError(f"No scorer for {attribute!r} in {scorer_dir} and no packaged text data to train one.")
+                raise FileNotFoundError(f"No scorer for {attribute!r} in {scorer_dir} and no {train} to train one.")
             result = train_attribute_scorer(str(train), str(validation), aspects, path, backbone=backbone, epochs=epochs)
             print(f"Trained the {attribute} scorer: validation accuracy {result.validation_accuracy:.1f}%")
         paths[attribute] = path
     nli = os.path.join(scorer_dir, "nli")
     if not os.path.isfile(os.path.join(nli, "config.json")):
-        heldout = [str(CORPUS_DIR / f"dialogue_{a}.heldout.jsonl") for a in ("language_style", "attitude", "mental_characteristics")]
-        validation = [str(CORPUS_DIR / f"dialogue_{a}.validation.jsonl") for a in ("language_style", "attitude", "mental_characteristics")]
-        result = train_nli_scorer(heldout, validation, nli, backbone=backbone, epochs=epochs)
+        split = "heldout" if data_dir == CORPUS_DIR else "train"  # the corpus keeps dialogues apart for its scorers
+        train = [str(p) for p in sorted(data_dir.glob(f"dialogue_*.{split}.jsonl")) if "multi" not in p.name]
+        validation = [str(p) for p in sorted(data_dir.glob("dialogue_*.validation.jsonl"))]
+        if not train or not validation:
+            raise FileNotFoundError(f"No NLI scorer in {scorer_dir} and no dialogue_*.{split}/validation files in {data_dir}.")
+        result = train_nli_scorer(train, validation, nli, backbone=backbone, epochs=epochs)
         print(f"Trained the NLI coherence scorer: validation accuracy {result.validation_accuracy:.1f}%")
     paths["nli"] = nli
     return paths
@@ -121,7 +124,7 @@ def run_evaluation(args) -> dict:
     model, processor = load_model_and_processor(args.model)
     attributes = model.config.attributes
     examples = evaluation_examples(args.test_file, attributes, args.max_examples)
-    scorer_paths = ensure_scorers(args.scorers, attributes, args.scorer_backbone, args.scorer_epochs)
+    scorer_paths = ensure_scorers(args.scorers, attributes, args.scorer_backbone, args.scorer_epochs, args.scorer_data)
     scorers = {name: SequenceScorer(path) for name, path in scorer_paths.items()}
     if args.fluency_lm is None:
         from modeling_miracle.backbones import smollm2_folder
@@ -163,13 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="miracle evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="Saved MIRACLE model (default: the packaged default model).")
-    parser.add_argument("--test-file", default=str(CORPUS_DIR / "dialogue_multi.test.jsonl"))
+    parser.add_argument("--test-file", nargs="+", default=[str(CORPUS_DIR / "dialogue_multi.test.jsonl")],
+                        help="Test dialogue file(s); rows with 'tags' give target personalities (default: the corpus's multi-attribute test set).")
     parser.add_argument("--max-examples", type=int, default=None)
     parser.add_argument("--without-ebm", action="store_true", help="Add the 'w/o EBM' row (no latent sampling).")
     parser.add_argument("--ablation", action="append", default=[], help="'name=path' of an ablated model (repeatable).")
     parser.add_argument("--scorers", default="runs/scorers", help="Folder of scorer models (trained there if missing).")
     parser.add_argument("--scorer-backbone", default=None, help="Backbone for scorers trained here (default: packaged MiniLM).")
     parser.add_argument("--scorer-epochs", type=float, default=3.0)
+    parser.add_argument("--scorer-data", default=str(CORPUS_DIR),
+                        help="Folder with text_<attribute>.{train,validation}.jsonl and dialogue files to train missing scorers.")
     parser.add_argument("--fluency-lm", default=None, help="Causal LM for perplexity (default: packaged SmolLM2; paper: gpt2-xl).")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=40)
