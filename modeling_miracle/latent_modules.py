@@ -18,9 +18,19 @@ def pool_hidden_states(hidden_states: torch.Tensor, attention_mask: torch.Tensor
 class GaussianHead(nn.Module):
     """Linear map of a pooled encoding to the (mu, logvar) of a diagonal Gaussian."""
 
+    # On pretrained encoders the heads start narrow (sigma ~ 0.14), so that z carries the encoders' signal from the
+    # first step instead of unit noise; z's scale is free (the KL compares two learned Gaussians).
+    initial_logvar = -4.0
+
     def __init__(self, hidden_size: int, latent_size: int):
         super().__init__()
         self.proj = nn.Linear(hidden_size, 2 * latent_size)
+
+    def reset_parameters(self) -> None:
+        latent_size = self.proj.out_features // 2
+        nn.init.normal_(self.proj.weight, std=0.02)
+        nn.init.zeros_(self.proj.bias[:latent_size])
+        nn.init.constant_(self.proj.bias[latent_size:], self.initial_logvar)
 
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.proj(pooled).chunk(2, dim=-1)

@@ -172,6 +172,8 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             posterior = copy.deepcopy(prior)
         model = cls(config, prior_encoder=prior, posterior_encoder=posterior, decoder=decoder)
         model.latent_injection.reset_parameters()  # a pretrained decoder starts undisturbed by z
+        model.prior_head.reset_parameters()
+        model.posterior_head.reset_parameters()
         return model.to(decoder.dtype)
 
     # ------------------------------------------------------------------ accessors
