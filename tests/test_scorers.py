@@ -19,6 +19,10 @@ def test_nli_rows_pair_each_context_with_its_own_and_a_foreign_response(tmp_path
         assert negative["text"] == positive["text"] and negative["text_pair"] != positive["text_pair"]
 
 
+needs_real_data = pytest.mark.skipif(not REAL_DATA.is_dir(), reason="needs ../shared/data/real")
+
+
+@needs_real_data
 def test_attribute_scorer_trains_saves_and_predicts(tmp_path):
     encoder, _ = save_tiny_backbones(tmp_path)
     result = train_attribute_scorer(str(REAL_DATA / "text_attitude.validation.jsonl"), str(REAL_DATA / "text_attitude.validation.jsonl"),
@@ -31,6 +35,7 @@ def test_attribute_scorer_trains_saves_and_predicts(tmp_path):
     assert set(scorer.predict(["What a lovely day.", "I lost my keys again."])) <= {0, 1}
 
 
+@needs_real_data
 @pytest.mark.slow
 def test_minilm_attitude_scorer_is_clearly_above_chance(tmp_path):
     result = train_attribute_scorer(str(REAL_DATA / "text_attitude.train.jsonl"), str(REAL_DATA / "text_attitude.validation.jsonl"),
