@@ -12,9 +12,10 @@ The latent parts are random (speed does not depend on training).
 import argparse
 
 import torch
-from common import corpus_conversations, timed
+from common import timed
 
 from modeling_miracle.default_model import build_default_backbone_model, default_processor
+from training.demo import test_contexts
 
 PERSONALITY = {"language_style": "lyrical", "attitude": "optimistic", "mental_characteristics": "critical"}
 
@@ -38,7 +39,7 @@ def main() -> None:
           "| KV-cache speed-up | ODE NFE batched / row-by-row (sum) | ODE time batched / row-by-row (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for batch_size in args.batch_sizes:
-        inputs = processor(corpus_conversations(batch_size))
+        inputs = processor(test_contexts(batch_size))
         plain_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         with torch.no_grad():
             plain, _ = timed(lambda: model.decoder.generate(**plain_inputs, **decode), args.repeats)

@@ -11,7 +11,7 @@ import argparse
 import time
 
 import torch
-from common import corpus_conversations  # noqa: F401  (sets sys.path)
+import common  # noqa: F401  (sets sys.path)
 
 from modeling_miracle.default_model import build_default_backbone_model, default_processor
 from training import MiracleDataCollator, corpus_files, load_miracle_dataset

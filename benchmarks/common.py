@@ -19,16 +19,3 @@ def timed(function, repeats: int = 3) -> tuple[float, object]:
         result = function()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
-
-
-def corpus_conversations(count: int, split: str = "test") -> list[list[dict]]:
-    """First user turns of the packaged corpus's test dialogues (all attributes, in file order)."""
-    import json
-
-    from training.data import corpus_files
-
-    conversations = []
-    for path in corpus_files(split).values():
-        with open(path, encoding="utf-8") as handle:
-            conversations += [[{"role": "user", "content": json.loads(line)["input"][0]}] for line in handle]
-    return conversations[:count]

@@ -9,7 +9,7 @@ aspect's mean latent-classifier probability before and after the ODE, and the sh
 import argparse
 
 import torch
-from common import corpus_conversations  # noqa: F401  (sets sys.path)
+import common  # noqa: F401  (sets sys.path)
 
 from modeling_miracle import load_default_model
 from training.demo import all_personalities, test_contexts

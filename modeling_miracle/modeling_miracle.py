@@ -410,7 +410,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             if config.use_posterior and posterior_input_ids is not None:
                 post_mu, post_logvar = self.encode_posterior(posterior_input_ids, posterior_attention_mask)
                 # While beta is 0 the authors decode from the posterior mean instead of a sample.
-                latent = post_mu if (self.training and beta == 0.0) or not self.training else self.reparameterize(post_mu, post_logvar)
+                latent = post_mu if not self.training or beta == 0.0 else self.reparameterize(post_mu, post_logvar)
                 kl = free_bits_kl(gaussian_kl(post_mu, post_logvar, prior_mu, prior_logvar), config.kl_threshold)
             else:
                 latent = self.reparameterize(prior_mu, prior_logvar) if self.training else prior_mu

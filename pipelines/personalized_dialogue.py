@@ -223,7 +223,7 @@ class PersonalizedDialoguePipeline(Pipeline):
             input_ids=model_inputs["input_ids"],
             attention_mask=model_inputs["attention_mask"],
             latent=sample.latent,
-            **self._prepare_generate_kwargs(dict(generate_kwargs or {})),
+            **(generate_kwargs or {}),  # already prepared by __call__
         )
         sequences = generated if isinstance(generated, torch.Tensor) else generated.sequences
         return {

@@ -23,16 +23,16 @@ class KLScheduleCallback(TrainerCallback):
     """Sets `model.kl_beta` before every optimisation step from the config's KL cycle settings."""
 
     def on_step_begin(self, args, state, control, model=None, **kwargs):
-        miracle = _unwrap(model)
+        miracle = unwrap_miracle(model)
         config = miracle.config
         miracle.kl_beta = cyclical_beta(
             state.global_step, state.max_steps, config.kl_num_cycles, config.kl_zero_ratio, config.kl_ramp_ratio
         )
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        _unwrap(model).kl_beta = 1.0
+        unwrap_miracle(model).kl_beta = 1.0
 
 
-def _unwrap(model):
+def unwrap_miracle(model):
     """The MIRACLE model inside a PEFT wrapper (or the model itself)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -10,7 +10,7 @@ import torch
 from transformers import Trainer
 
 from .collator import AttributeInterleavedSampler
-from .kl_schedule import KLScheduleCallback, _unwrap
+from .kl_schedule import KLScheduleCallback, unwrap_miracle
 from .model_card import render_model_card
 
 LOGGED_COMPONENTS = ("reconstruction_loss", "kl_loss", "classification_loss", "distance_loss", "kl_beta")
@@ -63,6 +63,6 @@ class MiracleTrainer(Trainer):
         if not self.is_world_process_zero():
             return
         name = self.args.hub_model_id or model_name or os.path.basename(os.path.abspath(self.args.output_dir))
-        card = render_model_card(_unwrap(self.accelerator.unwrap_model(self.model)), name, self.data_description, self.args)
+        card = render_model_card(unwrap_miracle(self.accelerator.unwrap_model(self.model)), name, self.data_description, self.args)
         with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as handle:
             handle.write(card)
