@@ -8,6 +8,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .validation import as_python_scalar, check_declared_fields, drop_gguf_quantization
+
 # The paper's three attributes; the aspect order follows the authors' integer tags.
 PAPER_ATTRIBUTES: dict[str, list[str]] = {
     "language_style": ["plain", "lyrical"],
@@ -108,6 +110,8 @@ class MiracleConfig(PreTrainedConfig):
             self.attributes = {name: list(aspects) if isinstance(aspects, (list, tuple)) else aspects
                                for name, aspects in self.attributes.items()}
         super().__post_init__(**kwargs)
+        for sub_config in (self.encoder, self.decoder):
+            drop_gguf_quantization(sub_config)  # GGUF backbones are de-quantised on load: saved weights are floats
         for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
             if getattr(self, name) is None and self.decoder is not None:
                 setattr(self, name, getattr(self.decoder, name, None))
@@ -118,7 +122,11 @@ class MiracleConfig(PreTrainedConfig):
         output["attributes"] = [[name, list(aspects)] for name, aspects in self.attributes.items()]
         return output
 
-    # ----- validation (run by @strict on creation) -----
+    # ----- validation (run by @strict on creation, in name order) -----
+    def validate_field_types(self):
+        """Every declared field holds a value of its annotated type (numpy / 0-d tensor numbers become Python ones)."""
+        check_declared_fields(self)
+
     def validate_attributes(self):
         """Attributes need >= 2 distinct, non-empty aspect names each."""
         if not isinstance(self.attributes, dict) or not self.attributes:
@@ -165,6 +173,12 @@ class MiracleConfig(PreTrainedConfig):
                 "`kl_zero_ratio` and `kl_ramp_ratio` must be >= 0 with a sum <= 1; got "
                 f"{self.kl_zero_ratio} and {self.kl_ramp_ratio}."
             )
+        if self.sampler_method not in FIXED_STEP_METHODS and self.sampler_rtol == 0 and self.sampler_atol == 0:
+            raise ValueError(
+                f"`sampler_rtol` and `sampler_atol` cannot both be 0 with the adaptive method {self.sampler_method!r}: "
+                "no step could ever meet the tolerance. Give one of them a value > 0 (default 1e-3), or use a "
+                f"fixed-step method ({', '.join(FIXED_STEP_METHODS)}) with `sampler_step_size`."
+            )
         if self.sampler_step_size is not None and not self.sampler_step_size > 0:
             raise ValueError(f"`sampler_step_size` must be > 0 or None; got {self.sampler_step_size}.")
         if self.sampler_max_steps is not None and self.sampler_max_steps < 1:
@@ -184,6 +198,7 @@ class MiracleConfig(PreTrainedConfig):
         if attribute not in self.attributes:
             raise ValueError(f"Unknown attribute {attribute!r}; valid attributes: {self.attribute_names}.")
         aspects = self.attributes[attribute]
+        aspect = as_python_scalar(aspect)  # numpy / 0-d tensor indices
         if isinstance(aspect, bool):
             raise ValueError(f"Aspect of {attribute!r} must be one of {aspects} (or 0..{len(aspects) - 1}); got {aspect!r}.")
         if isinstance(aspect, int):

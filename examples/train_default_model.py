@@ -1,6 +1,11 @@
-"""Train the offline default model's MIRACLE parts on the project's own corpus and ship them in the package.
+"""Train the offline default model's MIRACLE parts on the project's own corpus.
 
-    python examples/train_default_model.py [--max-steps 240] [--output modeling_miracle/default_model]
+    python examples/train_default_model.py [--max-steps 240] [--output runs/default_model/model]
+    python examples/train_default_model.py --replace-shipped-model    # rebuild modeling_miracle/default_model
+
+A run writes to its own folder (default `runs/default_model/model`; load it with
+`modeling_miracle.load_default_model(folder)`); only `--replace-shipped-model` replaces the parts shipped in the
+package, and only once training has finished. A non-empty output folder is refused unless `--overwrite` is given.
 
 Backbones: the packaged all-MiniLM-L6-v2 (shared prior/posterior encoder, frozen) and SmolLM2-135M-Instruct
 (frozen, LoRA r=8 on q/v); trained: Gaussian heads, latent injection (embedding add + latent prefix), the three
@@ -30,15 +35,49 @@ from modeling_miracle.default_model import (  # noqa: E402
 from training import MiracleDataCollator, MiracleTrainer, corpus_files, load_miracle_dataset  # noqa: E402
 from training.peft_utils import apply_lora  # noqa: E402
 
+DEFAULT_OUTPUT = Path("runs/default_model/model")
 SETTINGS = {"max_steps": 240, "batch_size": 8, "learning_rate": 1e-3, "warmup_steps": 20, "seed": 42}
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The script's flags, with `output` resolved and checked before any training starts."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-steps", type=int, default=SETTINGS["max_steps"])
-    parser.add_argument("--output", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("--work-dir", default="runs/default_model")
-    args = parser.parse_args()
+    parser.add_argument("--output", default=None, help=f"Where to write the trained parts (default {DEFAULT_OUTPUT}).")
+    parser.add_argument("--replace-shipped-model", action="store_true",
+                        help=f"Write to the package's shipped default model ({DEFAULT_MODEL_DIR}), replacing it.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace what a non-empty --output holds.")
+    parser.add_argument("--work-dir", default="runs/default_model/trainer")
+    args = parser.parse_args(argv)
+    shipped = DEFAULT_MODEL_DIR.resolve()
+    if args.replace_shipped_model:
+        if args.output is not None and Path(args.output).resolve() != shipped:
+            parser.error("--replace-shipped-model writes to the shipped folder: drop --output.")
+        args.output = shipped
+        return args
+    args.output = Path(args.output if args.output is not None else DEFAULT_OUTPUT)
+    if args.output.resolve() == shipped:
+        parser.error(f"{args.output} holds the shipped default model: pass --replace-shipped-model to replace it.")
+    if args.output.is_file():
+        parser.error(f"{args.output} is a file: give a folder.")
+    if args.output.is_dir() and any(args.output.iterdir()) and not args.overwrite:
+        parser.error(f"{args.output} is not empty: pass --overwrite to replace it, or choose another --output.")
+    return args
+
+
+def write_atomically(output: Path, write) -> None:
+    """`write(folder)` into a sibling folder, then swap it in: an interrupted run never leaves a half-written output."""
+    partial = output.with_name(output.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    write(partial)
+    if output.exists():
+        shutil.rmtree(output)
+    partial.rename(output)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     settings = {**SETTINGS, "max_steps": args.max_steps}
     set_seed(settings["seed"])
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -73,12 +112,6 @@ def main() -> None:
     trainer.train()
     minutes = (time.time() - start) / 60
 
-    output = Path(args.output)
-    if output.exists():
-        shutil.rmtree(output)
-    peft_model.save_pretrained(output)
-    for name in ("README.md",):
-        (output / name).unlink(missing_ok=True)
     record = {
         "config": DEFAULT_CONFIG,
         "lora": DEFAULT_LORA,
@@ -88,7 +121,14 @@ def main() -> None:
         "machine": f"{torch.get_num_threads()} CPU threads",
         "log": [entry for entry in trainer.state.log_history if "loss" in entry],
     }
-    (output / "miracle_settings.json").write_text(json.dumps(record, indent=2))
+
+    def write(folder: Path) -> None:
+        peft_model.save_pretrained(folder)
+        (folder / "README.md").unlink(missing_ok=True)
+        (folder / "miracle_settings.json").write_text(json.dumps(record, indent=2))
+
+    output = args.output
+    write_atomically(output, write)
     print(f"Trained in {minutes:.1f} min; saved to {output}")
 
 

