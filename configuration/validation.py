@@ -128,8 +128,12 @@ def declared_field_types(config_class: type) -> dict[str, object]:
             continue
         namespace = vars(sys.modules[klass.__module__])
         for name, annotation in vars(klass).get("__annotations__", {}).items():
-            if name in field_names:
+            if name not in field_names:
+                continue
+            try:
                 hints[name] = eval(annotation, namespace) if isinstance(annotation, str) else annotation  # noqa: S307
+            except Exception:  # an annotation that does not resolve at run time: that field goes unchecked
+                continue
     return hints
 
 

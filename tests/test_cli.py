@@ -1,5 +1,6 @@
 import pytest
 
+import training.cli as cli_module
 from training.cli import main
 
 from .conftest import make_model
@@ -23,3 +24,25 @@ def test_unknown_command_and_bad_pairs(capsys, tmp_path, processor):
         main(["generate", "Hi?", "--model", str(tmp_path), "--personality", "optimistic"])
     with pytest.raises(ValueError, match="valid attributes"):
         main(["generate", "Hi?", "--model", str(tmp_path), "--personality", "humour=dry"])
+
+
+def test_generate_in_the_form_the_help_shows(tmp_path, processor, capsys):
+    make_model("gpt2").save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert 'miracle generate --personality attitude=optimistic "What do you do on weekends?"' in cli_module.__doc__
+    assert main(["generate", "--model", str(tmp_path), "--max-new-tokens", "2",
+                 "--personality", "attitude=optimistic", "What do you do on weekends?"]) == 0
+    assert capsys.readouterr().out.count("attitude=optimistic: latent probability") == 1
+    # Several pairs after one flag, weights likewise, then the turns of a longer conversation.
+    assert main(["generate", "--model", str(tmp_path), "--max-new-tokens", "2", "--personality", "attitude=optimistic",
+                 "language_style=lyrical", "--weight", "attitude=2", "I moved.", "Nice.", "Any tips?"]) == 0
+    out = capsys.readouterr().out
+    assert "attitude=optimistic" in out and "language_style=lyrical" in out
+
+
+def test_pair_flags_leave_turns_with_an_equals_sign_alone():
+    from training.cli import _one_pair_per_flag
+
+    assert _one_pair_per_flag(["--personality", "attitude=optimistic", "Is 2+2=4?"]) == [
+        "--personality", "attitude=optimistic", "Is 2+2=4?"]
+    assert _one_pair_per_flag(["--weight", "a=1", "b=2", "--", "x=y"]) == ["--weight", "a=1", "--weight", "b=2", "--", "x=y"]

@@ -54,3 +54,67 @@ def test_aspect_index_accepts_names_and_tags_and_rejects_unknowns():
         config.aspect_index("attitude", "cheerful")
     with pytest.raises(ValueError, match="valid aspects"):
         config.aspect_index("attitude", 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"use_posterior": "false"}, r"`use_posterior` must be true or false \(a bool\); got 'false' \(str\)"),
+        ({"sampler_keep_prior_term": "no"}, "`sampler_keep_prior_term` must be true or false"),
+        ({"sampler_max_steps": 2.5}, r"`sampler_max_steps` must be an integer or None; got 2.5 \(float\)"),
+        ({"latent_size": True}, r"`latent_size` must be an integer; got True \(bool\)"),
+        ({"kl_weight": "1.0"}, "`kl_weight` must be a number"),
+        ({"pooling": 1}, "`pooling` must be a string"),
+        ({"sampler_rtol": 0.0, "sampler_atol": 0}, "cannot both be 0 with the adaptive method 'dopri5'"),
+    ],
+)
+def test_wrongly_typed_fields_are_refused(kwargs, message):
+    with pytest.raises(Exception) as error:
+        make_config(**kwargs)
+    assert error.match(message)
+
+
+def test_numpy_and_tensor_numbers_become_python_numbers(tmp_path):
+    import numpy as np
+    import torch
+
+    config = make_config(latent_size=np.int64(8), kl_weight=np.float32(0.5), sampler_step_size=torch.tensor(0.25),
+                         sampler_method="rk4", sampler_rtol=0, sampler_atol=0)
+    assert type(config.latent_size) is int and config.latent_size == 8
+    assert type(config.kl_weight) is float and config.kl_weight == 0.5
+    assert type(config.sampler_step_size) is float
+    config.save_pretrained(tmp_path)  # JSON-serialisable
+    assert MiracleConfig.from_pretrained(tmp_path).latent_size == 8
+    assert config.aspect_index("attitude", np.int64(1)) == 1 and config.aspect_index("attitude", torch.tensor(0)) == 0
+
+
+def test_fields_added_to_the_config_class_are_checked_too():
+    from huggingface_hub.dataclasses import strict
+
+    @strict
+    class GuidedConfig(MiracleConfig):  # string annotations, as in configuration_miracle.py (postponed evaluation)
+        guidance_scale: "float" = 1.0
+        guidance_steps: "int | None" = None
+
+    assert GuidedConfig(guidance_scale=2).guidance_scale == 2
+    with pytest.raises(Exception, match=r"`guidance_scale` must be a number; got 'high'"):
+        GuidedConfig(guidance_scale="high")
+    with pytest.raises(Exception, match="`guidance_steps` must be an integer or None"):
+        GuidedConfig(guidance_steps=1.5)
+
+
+def test_a_gguf_marker_on_a_backbone_config_is_dropped(tmp_path):
+    """A GGUF decoder is de-quantised on load: a saved MIRACLE model holds floats and must not reload as quantized."""
+    import json
+
+    config = make_config("llama")
+    config.decoder.quantization_config = {"quant_method": "gguf"}
+    config.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["decoder"]["quantization_config"]  # an old save
+    loaded = MiracleConfig.from_pretrained(tmp_path)
+    assert not hasattr(loaded.decoder, "quantization_config")
+    assert "quantization_config" not in loaded.to_dict()["decoder"]
+    other = make_config("llama")
+    other.decoder.quantization_config = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+    other.save_pretrained(tmp_path / "other")
+    assert MiracleConfig.from_pretrained(tmp_path / "other").decoder.quantization_config["quant_method"] == "bitsandbytes"

@@ -82,3 +82,51 @@ def test_interleaved_sampler_mixes_attributes_in_every_batch():
         batch = {attribute_ids[i] for i in order[start:start + 10]}
         assert len(batch) >= 2
     assert order != list(AttributeInterleavedSampler(attribute_ids, seed=2))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_utf16_and_utf32_files_are_refused_naming_the_file(tmp_path, encoding):
+    path = tmp_path / "style.jsonl"
+    path.write_bytes("\n".join(json.dumps(r) for r in [GOOD, GOOD]).encode(encoding))
+    for skip in (False, True):  # skipping cannot help: no row of such a file is readable
+        with pytest.raises(MalformedRowError, match=rf"{path} is encoded as UTF-(16|32).*must be UTF-8"):
+            load_miracle_dataset({"language_style": str(path)}, PAPER_ATTRIBUTES, skip_malformed=skip)
+
+
+def test_a_latin1_row_is_a_malformed_row_with_file_and_line(tmp_path):
+    path = tmp_path / "style.jsonl"
+    latin = json.dumps({**GOOD, "output": ["Très bien.", "Ça va."]}, ensure_ascii=False).encode("latin-1")
+    path.write_bytes(b"\n".join([json.dumps(GOOD).encode(), latin, json.dumps(GOOD).encode()]) + b"\n")
+    with pytest.raises(MalformedRowError, match=rf"{path}, line 2 \(language_style\): not UTF-8 text \(byte 0xe8"):
+        load_miracle_dataset({"language_style": str(path)}, PAPER_ATTRIBUTES)
+    report = LoadReport()
+    dataset = load_miracle_dataset({"language_style": str(path)}, PAPER_ATTRIBUTES, skip_malformed=True, report=report)
+    assert report.skipped_rows == 1 and len(dataset) == 4
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "style.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [{**GOOD, "tag": "lyrical"}, GOOD]) + "\n",
+                    encoding="utf-8-sig")
+    dataset = load_miracle_dataset({"language_style": str(path)}, PAPER_ATTRIBUTES)
+    assert len(dataset) == 4 and dataset[0]["aspect_id"] == 1
+
+
+def test_no_usable_examples_says_how_many_rows_were_skipped(tmp_path):
+    path = write(tmp_path / "style.jsonl", ["{broken", {**GOOD, "tag": 7}])
+    with pytest.raises(ValueError, match="No usable examples in .*: all 2 rows were skipped as malformed"):
+        load_miracle_dataset({"language_style": path}, PAPER_ATTRIBUTES, skip_malformed=True)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(ValueError, match="No usable examples in .*: 0 rows read"):
+        load_miracle_dataset({"language_style": str(empty)}, PAPER_ATTRIBUTES)
+
+
+@pytest.mark.parametrize("limit", [-1, 0, 2.5, True])
+def test_max_dialogues_per_attribute_must_be_positive(tmp_path, limit):
+    path = write(tmp_path / "style.jsonl", [GOOD, GOOD])
+    with pytest.raises(ValueError, match="`max_dialogues_per_attribute` must be an integer >= 1 or None"):
+        load_miracle_dataset({"language_style": path}, PAPER_ATTRIBUTES, max_dialogues_per_attribute=limit)
+    report = LoadReport()
+    load_miracle_dataset({"language_style": path}, PAPER_ATTRIBUTES, max_dialogues_per_attribute=1, report=report)
+    assert report.dialogues == 1 and report.dialogues_per_attribute == {"language_style": 1}

@@ -315,3 +315,21 @@ def test_save_pretrained_then_pipeline_from_the_folder(pipe, model, proc, tmp_pa
     for chat in (pipeline(TASK, model=loaded, device="cpu"), pipeline(TASK, model=loaded, processor=str(tmp_path),
                                                                       device="cpu")):
         assert texts(run(chat, CONVERSATIONS, personality=PERSONALITIES, batch_size=3, **NEW)) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"use_ebm": "false"}, r"`use_ebm` must be true or false \(a bool\); got 'false'"),
+        ({"return_latent_diagnostics": "yes"}, "`return_latent_diagnostics` must be true or false"),
+        ({"sampler_keep_prior_term": "no"}, "`sampler_keep_prior_term` must be true or false"),
+        ({"sampler_max_steps": 2.5}, "`sampler_max_steps` must be an integer or None"),
+    ],
+)
+def test_wrongly_typed_options_fail_before_any_generation(pipe, monkeypatch, kwargs, message):
+    def fail(*args, **kwargs):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(pipe, "_forward", fail)
+    with pytest.raises(ValueError, match=message):
+        pipe(CONVERSATIONS, personality=PERSONALITY, **kwargs)

@@ -90,3 +90,128 @@ def test_save_and_load_round_trip(chat_processor, tmp_path):
     assert loaded(CONVERSATIONS)["input_ids"].tolist() == chat_processor(CONVERSATIONS)["input_ids"].tolist()
     with pytest.raises(OSError, match="not a saved MiracleProcessor"):
         MiracleProcessor.from_pretrained(tmp_path / "encoder_tokenizer")
+
+
+def reference_truncation(processor, messages, strict=True):
+    """The plain rule the processor implements: the longest suffix of turns that fits both limits."""
+    system = [m for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    for start in range(len(turns)):
+        candidate = system + turns[start:]
+        if processor._fits(candidate):
+            return candidate
+    if not strict:
+        return system + turns[-1:]
+    return None
+
+
+def random_history(rng, turns, words=(1, 40), system=False):
+    vocabulary = "the quick brown fox jumps over a lazy dog while singing loudly, doesn't it? yes!".split()
+    texts = [" ".join(rng.choice(vocabulary) for _ in range(rng.randint(*words))) for _ in range(turns)]
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(texts)]
+    return ([{"role": "system", "content": "Be kind."}] if system else []) + messages
+
+
+@pytest.mark.parametrize("which", ["processor", "chat_processor"])
+def test_truncation_keeps_the_longest_suffix_that_fits(which, request):
+    import random
+
+    processor = request.getfixturevalue(which)
+    rng = random.Random(0)
+    for trial in range(40):
+        messages = random_history(rng, 2 * rng.randint(0, 15) + 1, words=(1, rng.choice([5, 30, 80])),
+                                  system=trial % 3 == 0)
+        expected = reference_truncation(processor, messages, strict=False)
+        assert processor.truncate_history(messages, strict=False) == expected
+
+
+@pytest.mark.parametrize("guess", ["oldest", "middle", "newest"])
+def test_truncation_corrects_a_wrong_estimate_in_either_direction(processor, monkeypatch, guess):
+    import random
+
+    rng = random.Random(2)
+    for _ in range(10):
+        messages = random_history(rng, 2 * rng.randint(1, 12) + 1, words=(1, 30))
+        turns = len(messages)
+        start = {"oldest": 0, "middle": turns // 2, "newest": turns - 1}[guess]
+        monkeypatch.setattr(processor, "_estimated_start", lambda system, turns_: start)
+        assert processor.truncate_history(messages, strict=False) == reference_truncation(processor, messages, strict=False)
+
+
+class CountingTokenizer:
+    """Delegates to a tokenizer and counts the characters it was asked to tokenize."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.characters = tokenizer, 0
+
+    def __call__(self, text, *args, **kwargs):
+        for item in [text, *args]:
+            if item is not None:
+                self.characters += sum(map(len, [item] if isinstance(item, str) else item))
+        return self.tokenizer(text, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+@pytest.mark.parametrize("which", ["processor", "chat_processor"])
+def test_a_100k_word_history_is_cut_in_well_under_a_second(which, request):
+    import random
+    import time
+
+    processor = request.getfixturevalue(which)
+    messages = random_history(random.Random(1), 1001, words=(20, 200))
+    messages[-1]["content"] = "So what do you make of all that?"
+    assert sum(len(m["content"].split()) for m in messages) > 100_000
+    start = time.process_time()
+    batch = processor(messages)
+    assert time.process_time() - start < 1.0
+    kept = processor.truncate_history(messages)
+    assert kept[-1] == messages[-1] and len(kept) < len(messages)
+    assert processor.decoder_tokenizer.decode(batch["input_ids"][0]).count("what do you make of all that?") == 1
+    # The work follows the kept context, not the history: only a small part of the history is ever tokenized.
+    processor.encoder_tokenizer = CountingTokenizer(processor.encoder_tokenizer)
+    processor.decoder_tokenizer = CountingTokenizer(processor.decoder_tokenizer)
+    processor.truncate_history(messages)
+    history = sum(len(m["content"]) for m in messages)
+    assert processor.encoder_tokenizer.characters + processor.decoder_tokenizer.characters < history / 20
+
+
+def test_missing_or_incomplete_saved_processors_are_named(processor, tmp_path):
+    with pytest.raises(FileNotFoundError, match="No folder '.*does-not-exist'"):
+        MiracleProcessor.from_pretrained(tmp_path / "does-not-exist")
+    with pytest.raises(OSError, match="neither a local folder nor a Hub repository id"):
+        MiracleProcessor.from_pretrained("not a repo/id!")
+    processor.save_pretrained(tmp_path / "saved")
+    import shutil
+
+    shutil.rmtree(tmp_path / "saved" / "encoder_tokenizer")
+    with pytest.raises(OSError, match=r"incomplete saved MiracleProcessor: encoder_tokenizer/ missing"):
+        MiracleProcessor.from_pretrained(tmp_path / "saved")
+
+
+def test_bad_saved_limits_are_named_with_the_file(processor, tmp_path):
+    import json
+
+    processor.save_pretrained(tmp_path)
+    path = tmp_path / "miracle_processor.json"
+    saved = json.loads(path.read_text())
+    for setting, value in (("max_prompt_length", None), ("max_response_length", -4), ("max_encoder_length", 0),
+                           ("max_prompt_length", "96")):
+        path.write_text(json.dumps({**saved, setting: value}))
+        with pytest.raises(ValueError, match=rf"miracle_processor.json: `{setting}` must be an integer >= 1"):
+            MiracleProcessor.from_pretrained(tmp_path)
+    path.write_text(json.dumps({**saved, "max_prompt_length": None, "max_promt_length": 3}))
+    with pytest.raises(ValueError, match=r"unknown processor setting\(s\) \['max_promt_length'\]"):
+        MiracleProcessor.from_pretrained(tmp_path)
+    path.write_text(json.dumps({**saved, "max_prompt_length": None}))
+    assert MiracleProcessor.from_pretrained(tmp_path, max_prompt_length=64).max_prompt_length == 64  # an override fixes it
+
+
+def test_limits_are_checked_when_building(encoder_tokenizer, gpt2_tokenizer):
+    import numpy as np
+
+    with pytest.raises(ValueError, match="`max_prompt_length` must be an integer >= 1"):
+        MiracleProcessor(encoder_tokenizer, gpt2_tokenizer, max_prompt_length=None)
+    built = MiracleProcessor(encoder_tokenizer, gpt2_tokenizer, max_prompt_length=np.int64(64))
+    assert type(built.max_prompt_length) is int

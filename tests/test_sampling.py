@@ -176,3 +176,45 @@ def test_settings_come_from_the_config_with_overrides(separated_model):
     personality = resolve_personality(separated_model.config, [PERSONALITY, {"attitude": 0}], None, 2)
     assert personality.aspects.tolist() == [[1, 1, 1], [-1, 0, -1]]
     assert personality.weights.tolist() == [[1, 1, 1], [0, 1, 0]]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"sampler_keep_prior_term": "no"}, r"`sampler_keep_prior_term` must be true or false \(a bool\); got 'no'"),
+        ({"sampler_max_steps": 2.5}, r"`sampler_max_steps` must be an integer or None; got 2.5"),
+        ({"sampler_rtol": "1e-3"}, r"`sampler_rtol` must be a number; got '1e-3'"),
+        ({"sampler_rtol": 0, "sampler_atol": 0}, "cannot both be 0 with the adaptive method 'dopri5'"),
+    ],
+)
+def test_wrongly_typed_or_impossible_sampler_options_are_refused(separated_model, inputs, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        sample(separated_model, inputs, personality=PERSONALITY, **overrides)
+
+
+def test_use_ebm_must_be_a_bool(separated_model, inputs):
+    with pytest.raises(ValueError, match=r"`use_ebm` must be true or false \(a bool\); got 'false'"):
+        sample(separated_model, inputs, personality=PERSONALITY, use_ebm="false")
+    with pytest.raises(ValueError, match="`use_ebm` must be true or false"):
+        separated_model.generate(**inputs, personality=PERSONALITY, use_ebm="false", max_new_tokens=2)
+
+
+def test_numpy_and_tensor_scalars_work_as_numbers(separated_model, inputs):
+    import numpy as np
+
+    expected = sample(separated_model, inputs, personality={"attitude": 1, "language_style": 0},
+                      attribute_weights={"attitude": 2.5}, sampler_method="rk4", sampler_step_size=0.25).latent
+    for aspect, weight, step in ((np.int64(1), np.float32(2.5), np.float64(0.25)),
+                                 (torch.tensor(1), torch.tensor(2.5), torch.tensor(0.25))):
+        got = sample(separated_model, inputs, personality={"attitude": aspect, "language_style": np.int32(0)},
+                     attribute_weights={"attitude": weight}, sampler_method="rk4", sampler_step_size=step).latent
+        assert torch.equal(got, expected)
+
+
+def test_huge_weights_and_zero_tolerances_get_errors_that_name_the_cause(separated_model, inputs):
+    with pytest.raises(ValueError, match=r"Weight of attribute 'attitude' must be a finite number with \|weight\| <= 3.4e\+38"):
+        sample(separated_model, inputs, personality=PERSONALITY, attribute_weights={"attitude": 1e308})
+    # Zero tolerances are fine for fixed-step methods, which do not use them.
+    fixed = sample(separated_model, inputs, personality=PERSONALITY, sampler_method="rk4", sampler_step_size=0.5,
+                   sampler_rtol=0, sampler_atol=0)
+    assert fixed.function_evaluations == 8

@@ -66,11 +66,16 @@ def test_settings_file_must_name_the_output_dir(tmp_path, capsys):
 
 
 def test_summary_is_printed_before_the_first_step(backbones, tmp_path, capsys):
-    assert cli(run_flags(tmp_path / "run", 2, backbones=backbones)) == 0
+    rows = Path(corpus_files("validation")["attitude"]).read_text(encoding="utf-8").splitlines()[:3]
+    validation = tmp_path / "attitude.validation.jsonl"
+    validation.write_text("\n".join([rows[0], "{broken", rows[1], '{"input": ["hi"]}', rows[2]]) + "\n", encoding="utf-8")
+    assert cli(run_flags(tmp_path / "run", 2, "--validation_files", f"attitude={validation}", "--skip_malformed", "true",
+                         backbones=backbones)) == 0
     out = capsys.readouterr().out
     summary = out[out.index("MIRACLE training run"):]
     assert "attributes: language_style (plain, lyrical); attitude (pessimistic, optimistic)" in summary
     assert "training data: " in summary and "from 12 dialogues (language_style 4, attitude 4, mental_characteristics 4)" in summary
+    assert "validation data: " in summary and "from 3 dialogues (attitude 3); skipped 2 malformed rows" in summary
     assert "steps: 2 optimisation steps of 4 examples" in summary
     assert "trained parameters: " in summary
     assert summary.index("steps:") < summary.index("Saved the trained model")
@@ -149,11 +154,11 @@ def test_new_attribute_from_a_saved_model_with_a_stale_gguf_marker(first_run, tm
     config = json.loads((tmp_path / "with_formality" / "config.json").read_text())
     assert "quantization_config" not in config and "quantization_config" not in config["decoder"]
     reloaded = MiracleForPersonalizedGeneration.from_pretrained(tmp_path / "with_formality").eval()
-    assert not reloaded.is_quantized
+    assert getattr(reloaded, "hf_quantizer", None) is None
     assert list(reloaded.config.attributes)[-1] == "formality"
     processor = MiracleProcessor.from_pretrained(tmp_path / "with_formality")
     inputs = processor(["What do you do on weekends?"])
-    assert reloaded.generate(**inputs, personality={"formality": "formal"}, max_new_tokens=2).shape[1] == inputs["input_ids"].shape[1] + 2
+    assert reloaded.generate(**inputs, personality={"formality": "formal"}, max_new_tokens=2, min_new_tokens=2).shape[1] == inputs["input_ids"].shape[1] + 2
 
 
 def test_continuing_training_from_a_saved_model_with_lora(first_run, tmp_path):
@@ -164,7 +169,7 @@ def test_continuing_training_from_a_saved_model_with_lora(first_run, tmp_path):
     mark_as_gguf(saved)
     assert cli(run_flags(tmp_path / "continued", 2, "--from_model", str(saved), "--lora", "true")) == 0
     assert (tmp_path / "continued" / "adapter" / "adapter_config.json").is_file()
-    assert not MiracleForPersonalizedGeneration.from_pretrained(tmp_path / "continued").is_quantized
+    assert getattr(MiracleForPersonalizedGeneration.from_pretrained(tmp_path / "continued"), "hf_quantizer", None) is None
 
 
 def test_flags_ignored_with_from_model_are_refused(first_run, tmp_path):
@@ -172,3 +177,32 @@ def test_flags_ignored_with_from_model_are_refused(first_run, tmp_path):
         cli(run_flags(tmp_path / "x", 2, "--from_model", str(first_run), "--attributes", '{"a": ["b", "c"]}'))
     with pytest.raises(ValueError, match="give it with --from_model"):
         cli(run_flags(tmp_path / "y", 2, "--add_attribute", "formality=casual,formal"))
+
+
+@pytest.mark.slow
+def test_default_backbones_save_reload_add_attribute_train_save_reload(tmp_path):
+    """The README's "Adding a new attribute" on the real default backbones (SmolLM2 comes from a GGUF file)."""
+    base = tmp_path / "base"
+    small = ["--max_dialogues_per_attribute", "2", "--per_device_train_batch_size", "2", "--lora_r", "4",
+             "--max_prompt_length", "64"]
+    assert cli(run_flags(base, 1, "--encoder", "default", "--decoder", "default", "--freeze_backbones", "true",
+                         "--lora", "true", "--miracle_config", json.dumps({"latent_size": 16}), *small)) == 0
+    assert "quantization_config" not in json.loads((base / "config.json").read_text())["decoder"]
+    mark_as_gguf(base)  # as saved before the fix, from a converted copy that kept GGUF's marker
+
+    flags = run_flags(tmp_path / "formality", 2, "--from_model", str(base), "--add_attribute", "formality=casual,formal",
+                      *small)
+    data = flags.index("--data_files")
+    flags[data + 1:data + 4] = [f"formality={CORPUS['language_style']}"]
+    assert cli(flags) == 0
+    # Continuing training of the saved model with LoRA (refused as "GGUF does not support training" before).
+    assert cli(run_flags(tmp_path / "continued", 1, "--from_model", str(tmp_path / "formality"), "--lora", "true",
+                         *small)) == 0
+
+    reloaded = MiracleForPersonalizedGeneration.from_pretrained(tmp_path / "continued").eval()
+    assert getattr(reloaded, "hf_quantizer", None) is None
+    assert list(reloaded.config.attributes) == ["language_style", "attitude", "mental_characteristics", "formality"]
+    processor = MiracleProcessor.from_pretrained(tmp_path / "continued")
+    inputs = processor(["What do you do on weekends?"])
+    out = reloaded.generate(**inputs, personality={"formality": "formal"}, max_new_tokens=3, min_new_tokens=3)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 3

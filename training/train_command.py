@@ -95,8 +95,10 @@ def describe_model(model_args: ModelArguments, model, new_attribute, use_lora: b
 def describe_data(what: str, report: LoadReport, files: dict) -> str:
     per_attribute = ", ".join(f"{name} {count}" for name, count in report.dialogues_per_attribute.items())
     skipped = f"; skipped {report.skipped_rows} malformed rows" if report.skipped_rows else ""
-    return (f"  {what}: {report.examples:,} examples from {report.dialogues:,} dialogues ({per_attribute}){skipped}; "
-            f"files: {files}")
+    listed = "; ".join(f"{name}: {', '.join(map(str, [paths] if isinstance(paths, str) else paths))}"
+                       for name, paths in files.items())
+    return (f"  {what}: {report.examples:,} examples from {report.dialogues:,} dialogues ({per_attribute}){skipped}\n"
+            f"    files: {listed}")
 
 
 def run_train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
