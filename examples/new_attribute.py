@@ -18,6 +18,7 @@ from transformers import TrainingArguments  # noqa: E402
 from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor  # noqa: E402
 from training import MiracleTrainer, load_miracle_dataset  # noqa: E402
 from training.new_attribute import prepare_new_attribute  # noqa: E402
+from training.run_folder import prepare_output_dir  # noqa: E402
 
 
 def main():
@@ -28,13 +29,15 @@ def main():
     parser.add_argument("--data", required=True)
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--output-dir", default=None)
+    parser.add_argument("--overwrite", action="store_true", help="Write into a non-empty --output-dir.")
     args = parser.parse_args()
+    output = args.output_dir or f"{args.model}-{args.name}"
+    prepare_output_dir(output, overwrite_output_dir=args.overwrite)
 
     model = MiracleForPersonalizedGeneration.from_pretrained(args.model)
     processor = MiracleProcessor.from_pretrained(args.model)
     collator = prepare_new_attribute(model, processor, args.name, args.aspects, head_only=True)
     dataset = load_miracle_dataset({args.name: args.data}, model.config.attributes)
-    output = args.output_dir or f"{args.model}-{args.name}"
     MiracleTrainer(
         model=model,
         args=TrainingArguments(output_dir=output, max_steps=args.max_steps, per_device_train_batch_size=32,

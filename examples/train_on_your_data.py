@@ -15,13 +15,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transformers import AutoTokenizer, TrainingArguments  # noqa: E402
+from transformers import AutoTokenizer, TrainingArguments, set_seed  # noqa: E402
 
 from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor  # noqa: E402
 from modeling_miracle.backbones import minilm_folder, smollm2_folder  # noqa: E402
 from training import MiracleDataCollator, MiracleTrainer, corpus_files, load_miracle_dataset  # noqa: E402
 from training.arguments import DataArguments  # noqa: E402
 from training.peft_utils import apply_lora  # noqa: E402
+from training.run_folder import prepare_output_dir  # noqa: E402
 
 
 def main():
@@ -33,7 +34,11 @@ def main():
     parser.add_argument("--full", action="store_true", help="train the backbones too (no LoRA)")
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--output-dir", default="runs/my-miracle")
+    parser.add_argument("--overwrite", action="store_true", help="Train into a non-empty --output-dir (its checkpoints go first).")
+    parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
+    prepare_output_dir(args.output_dir, overwrite_output_dir=args.overwrite)  # never mixes two runs' checkpoints
+    set_seed(args.seed)  # before MIRACLE's layers are built: the same seed gives the same run
 
     decoder = args.decoder or str(smollm2_folder())
     attributes = json.loads(args.attributes) if args.attributes else None
@@ -51,7 +56,7 @@ def main():
         model=trained,
         args=TrainingArguments(output_dir=args.output_dir, max_steps=args.max_steps, per_device_train_batch_size=8,
                                learning_rate=5e-5 if args.full else 1e-3, logging_steps=10, save_steps=100,
-                               report_to=[], remove_unused_columns=False),
+                               report_to=[], remove_unused_columns=False, seed=args.seed),
         train_dataset=dataset,
         data_collator=MiracleDataCollator(processor),
         processing_class=processor,
