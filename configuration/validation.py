@@ -139,9 +139,12 @@ def declared_field_types(config_class: type) -> dict[str, object]:
 
 def check_declared_fields(config) -> None:
     """Check every declared field of `config` against its annotation; numpy / 0-d tensor numbers are replaced by
-    Python numbers in place."""
+    Python numbers in place. A field left at its default is always accepted."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
     for name, hint in declared_field_types(type(config)).items():
         value = getattr(config, name)
+        if value is defaults.get(name, dataclasses.MISSING):
+            continue
         checked = check_value(name, value, hint)
         if checked is not value:
             setattr(config, name, checked)

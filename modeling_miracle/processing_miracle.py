@@ -136,6 +136,11 @@ class MiracleProcessor:
                 raise OSError(
                     f"{source!r} is neither a local folder nor a Hub repository id ('name' or 'owner/name')."
                 ) from None
+            except Exception as error:
+                raise OSError(
+                    f"{source!r} is not a local folder, and its {PROCESSOR_CONFIG_NAME} could not be fetched from the "
+                    f"Hub ({type(error).__name__}: {error})."
+                ) from error
         with open(path, encoding="utf-8") as handle:
             settings = json.load(handle)
         if not isinstance(settings, dict):

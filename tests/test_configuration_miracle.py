@@ -95,12 +95,16 @@ def test_fields_added_to_the_config_class_are_checked_too():
     class GuidedConfig(MiracleConfig):  # string annotations, as in configuration_miracle.py (postponed evaluation)
         guidance_scale: "float" = 1.0
         guidance_steps: "int | None" = None
+        guidance_mode: "str" = None  # a loose annotation: its default is accepted as is
 
     assert GuidedConfig(guidance_scale=2).guidance_scale == 2
     with pytest.raises(Exception, match=r"`guidance_scale` must be a number; got 'high'"):
         GuidedConfig(guidance_scale="high")
     with pytest.raises(Exception, match="`guidance_steps` must be an integer or None"):
         GuidedConfig(guidance_steps=1.5)
+    assert GuidedConfig().guidance_mode is None
+    with pytest.raises(Exception, match="`guidance_mode` must be a string"):
+        GuidedConfig(guidance_mode=3)
 
 
 def test_a_gguf_marker_on_a_backbone_config_is_dropped(tmp_path):

@@ -182,6 +182,14 @@ def test_missing_or_incomplete_saved_processors_are_named(processor, tmp_path):
         MiracleProcessor.from_pretrained(tmp_path / "does-not-exist")
     with pytest.raises(OSError, match="neither a local folder nor a Hub repository id"):
         MiracleProcessor.from_pretrained("not a repo/id!")
+    from unittest import mock
+
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    offline = LocalEntryNotFoundError("cannot reach the Hub")  # what an offline machine gets
+    with mock.patch("huggingface_hub.hf_hub_download", side_effect=offline):
+        with pytest.raises(OSError, match="'someone/miracle' is not a local folder, and its miracle_processor.json could not"):
+            MiracleProcessor.from_pretrained("someone/miracle")
     processor.save_pretrained(tmp_path / "saved")
     import shutil
 
