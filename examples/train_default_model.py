@@ -1,11 +1,14 @@
 """Train the offline default model's MIRACLE parts on the project's own corpus and ship them in the package.
 
-    python examples/train_default_model.py [--max-steps 240] [--output modeling_miracle/default_model]
+    python examples/train_default_model.py [--max-steps 240] [--work-dir runs/default_model] [--replace-shipped]
+        [--config '{"latent_prefix_length": 4}'] [--lora-r 8] [--lora-targets all-linear] [--save-steps 100] [--resume]
 
 Backbones: the packaged all-MiniLM-L6-v2 (shared prior/posterior encoder, frozen) and SmolLM2-135M-Instruct
 (frozen, LoRA r=8 on q/v); trained: Gaussian heads, latent injection (embedding add + latent prefix), the three
 attribute heads, LoRA. Data: `training/corpus/dialogue_*.train.jsonl` (1,224 dialogues, one example per turn).
-Writes the adapter (+ MIRACLE layers) and `miracle_settings.json` (settings, data, time taken) to the output folder.
+Writes the adapter (+ MIRACLE layers) and `miracle_settings.json` (settings, data, time taken) to
+`<work-dir>/final`, or over the shipped parts in `modeling_miracle/default_model` with `--replace-shipped`.
+Checkpoints go to `<work-dir>` every `--save-steps`; `--resume` continues from the last one there.
 """
 
 import argparse
@@ -31,22 +34,33 @@ from training import MiracleDataCollator, MiracleTrainer, corpus_files, load_mir
 from training.peft_utils import apply_lora  # noqa: E402
 
 SETTINGS = {"max_steps": 240, "batch_size": 8, "learning_rate": 1e-3, "warmup_steps": 20, "seed": 42}
+ALL_LINEAR = {"llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-steps", type=int, default=SETTINGS["max_steps"])
-    parser.add_argument("--output", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("--work-dir", default="runs/default_model")
+    parser.add_argument("--learning-rate", type=float, default=SETTINGS["learning_rate"])
+    parser.add_argument("--work-dir", default="runs/default_model", help="Checkpoints, and the result in <work-dir>/final.")
+    parser.add_argument("--replace-shipped", action="store_true", help=f"Write the result over {DEFAULT_MODEL_DIR}.")
+    parser.add_argument("--config", default="{}", help="JSON of MiracleConfig overrides on top of the default model's.")
+    parser.add_argument("--lora-r", type=int, default=DEFAULT_LORA["r"])
+    parser.add_argument("--lora-targets", default=None, help="Comma-separated decoder module names, or 'all-linear'.")
+    parser.add_argument("--save-steps", type=int, default=0, help="Checkpoint every N steps (0: no checkpoints).")
+    parser.add_argument("--resume", action="store_true", help="Resume from the last checkpoint in --work-dir.")
     args = parser.parse_args()
-    settings = {**SETTINGS, "max_steps": args.max_steps}
+    settings = {**SETTINGS, "max_steps": args.max_steps, "learning_rate": args.learning_rate}
+    config = {**DEFAULT_CONFIG, **json.loads(args.config)}
+    lora = {**DEFAULT_LORA, "r": args.lora_r, "lora_alpha": 2 * args.lora_r}
+    if args.lora_targets:
+        lora["decoder_targets"] = ALL_LINEAR["llama"] if args.lora_targets == "all-linear" else args.lora_targets.split(",")
     set_seed(settings["seed"])
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    model = build_default_backbone_model()
+    model = build_default_backbone_model(**config)
     processor = default_processor()
     dataset = load_miracle_dataset(corpus_files("train"), model.config.attributes)
-    peft_model = apply_lora(model, **DEFAULT_LORA)
+    peft_model = apply_lora(model, **lora)
     peft_model.print_trainable_parameters()
     training_args = TrainingArguments(
         output_dir=args.work_dir,
@@ -56,7 +70,9 @@ def main() -> None:
         warmup_steps=settings["warmup_steps"],
         lr_scheduler_type="cosine",
         logging_steps=10,
-        save_strategy="no",
+        save_strategy="steps" if args.save_steps else "no",
+        save_steps=args.save_steps or 500,
+        save_total_limit=2,
         report_to=[],
         remove_unused_columns=False,
         seed=settings["seed"],
@@ -70,18 +86,18 @@ def main() -> None:
         data_description="MIRACLE corpus (training/corpus), train split: 1,224 single-aspect dialogues",
     )
     start = time.time()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
     minutes = (time.time() - start) / 60
 
-    output = Path(args.output)
+    output = DEFAULT_MODEL_DIR if args.replace_shipped else Path(args.work_dir) / "final"
     if output.exists():
         shutil.rmtree(output)
     peft_model.save_pretrained(output)
     for name in ("README.md",):
         (output / name).unlink(missing_ok=True)
     record = {
-        "config": DEFAULT_CONFIG,
-        "lora": DEFAULT_LORA,
+        "config": config,
+        "lora": lora,
         "training": settings,
         "examples": len(dataset),
         "minutes": round(minutes, 1),

@@ -13,7 +13,7 @@ from .collator import AttributeInterleavedSampler
 from .kl_schedule import KLScheduleCallback, unwrap_miracle
 from .model_card import render_model_card
 
-LOGGED_COMPONENTS = ("reconstruction_loss", "kl_loss", "classification_loss", "distance_loss", "kl_beta")
+LOGGED_COMPONENTS = ("reconstruction_loss", "kl_loss", "classification_loss", "distance_loss", "bow_loss", "kl_beta")
 
 
 class MiracleTrainer(Trainer):
