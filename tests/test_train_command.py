@@ -30,6 +30,7 @@ from .helpers import save_tiny_backbones, write_dialogue_files
 from .train_worker import recorders
 
 REPO = Path(__file__).resolve().parents[1]
+DDP_CONFIG, FSDP_CONFIG = REPO / "examples" / "accelerate_ddp.yaml", REPO / "examples" / "accelerate_fsdp.yaml"
 TWO_ATTRIBUTES = {"language_style": ["plain", "lyrical"], "attitude": ["pessimistic", "optimistic"]}
 TINY = {"latent_size": 16, "head_hidden_size": 16}
 NO_SAMPLING_NOISE = {**TINY, "kl_zero_ratio": 1.0, "kl_ramp_ratio": 0.0}
@@ -69,9 +70,10 @@ def train_here(argv) -> dict:
 
 
 def launch(record_dir, argv, processes=2) -> subprocess.CompletedProcess:
-    """`accelerate launch` of the worker; on a machine without GPUs `--multi_gpu` starts the processes (gloo)."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+    """`accelerate launch` of the worker with the DDP example config (its multi-process launcher; on CPU the
+    processes train with gloo when the Trainer is given `--use_cpu true`), in float32."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(DDP_CONFIG),
+               "--num_processes", str(processes), "--mixed_precision", "no", "--main_process_port", "0",
                "-m", "tests.train_worker", str(record_dir), *argv]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -186,3 +188,29 @@ def test_a_cpu_launch_without_use_cpu_is_stopped(files, tmp_path):
     result = launch(tmp_path / "records", flags(files, tmp_path / "out", 4, TINY, use_cpu=False))
     assert result.returncode != 0
     assert "each process would train alone" in result.stderr and "--use_cpu true" in result.stderr
+
+
+def test_lora_under_fsdp_is_refused_before_training(files, tmp_path):
+    """FSDP needs GPUs (Accelerate does not shard on CPU processes): the Trainer's FSDP flag is set by hand here."""
+    record, collator_class, trainer_class = recorders()
+
+    class FSDPTrainer(trainer_class):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.is_fsdp_enabled = True
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_command, "MiracleTrainer", FSDPTrainer)
+        with pytest.raises(ValueError, match="does not run under FSDP"):
+            cli(flags(files, tmp_path / "out", 4, TINY))
+    assert record["micro_steps"] == []
+
+
+def test_accelerate_config_examples_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DistributedType
+
+    ddp, fsdp = load_config_from_file(str(DDP_CONFIG)), load_config_from_file(str(FSDP_CONFIG))
+    assert ddp.distributed_type == DistributedType.MULTI_GPU and ddp.mixed_precision == "bf16"
+    assert fsdp.distributed_type == DistributedType.FSDP and fsdp.fsdp_config["fsdp_version"] == 2
+    assert fsdp.fsdp_config["fsdp_activation_checkpointing"] is False  # the latent prefix needs the decoder's cache

@@ -116,6 +116,12 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         data_description=f"{report.dialogues} dialogues ({report.examples} examples) from {files}"
         + (f" in {data_args.hub_dataset}" if data_args.hub_dataset else ""),
     )
+    if use_lora and trainer.is_fsdp_enabled:
+        raise ValueError(
+            "`miracle train --lora true` does not run under FSDP: merging the adapters and saving them need the whole "
+            "model in one process. Use DDP for LoRA runs (examples/accelerate_ddp.yaml; the trained part is small) "
+            "or train without LoRA (`--lora false`) under FSDP."
+        )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     output_dir = training_args.output_dir
     if use_lora:
