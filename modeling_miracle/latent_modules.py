@@ -33,7 +33,10 @@ class GaussianHead(nn.Module):
         nn.init.constant_(self.proj.bias[latent_size:], self.initial_logvar)
 
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.proj(pooled).chunk(2, dim=-1)
+        # In the weights' precision even under mixed-precision autocast: mu and logvar set z and the KL, whose
+        # per-dimension terms (1 - variance and mean ratios) lose most of their digits in bfloat16.
+        with torch.autocast(pooled.device.type, enabled=False):
+            mu, logvar = self.proj(pooled.to(self.proj.weight.dtype)).chunk(2, dim=-1)
         return mu, logvar
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+import torch
+from transformers import AutoTokenizer, TrainingArguments, set_seed
+from transformers.training_args import ParallelMode
 
 from .arguments import DataArguments, ModelArguments
 from .collator import MiracleDataCollator
@@ -54,8 +56,32 @@ def data_files_for(data_args: DataArguments, attributes: dict) -> dict:
     return corpus_files("train")
 
 
+def check_launch(training_args: TrainingArguments) -> None:
+    """Stop a multi-process launch that the Trainer would not train as one run.
+
+    `accelerate launch --multi_gpu` (or `torchrun`) on a machine without GPUs starts the processes and a process
+    group, but unless the Trainer is told to use the CPU (`--use_cpu true`) each process trains the whole data set
+    on its own and all of them write the same output folder.
+    """
+    training_args.device  # sets up the process group the launcher asked for (as the Trainer would)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    if torch.distributed.get_world_size() > 1 and training_args.parallel_mode != ParallelMode.DISTRIBUTED:
+        raise ValueError(
+            f"{torch.distributed.get_world_size()} processes were launched, but the Trainer does not see a "
+            f"distributed run (parallel mode {training_args.parallel_mode.value!r}), so each process would train "
+            "alone. On CPUs add `--use_cpu true` (gloo backend); on GPUs check that every process sees one."
+        )
+
+
 def run_train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> str:
-    """Train as configured; returns the folder the final model was saved to."""
+    """Train as configured; returns the folder the final model was saved to.
+
+    Runs as one process or under `accelerate launch` / `torchrun` (one process per device): every process builds
+    the same model (seeded with `--seed`), the Trainer shards the batches, and only the main process writes files.
+    """
+    check_launch(training_args)
+    set_seed(training_args.seed)  # the same fresh MIRACLE layers in every process and every run
     model, processor = build_model_and_processor(model_args)
     collator = MiracleDataCollator(processor)
     new_attribute = model_args.new_attribute()
@@ -72,8 +98,9 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
     eval_dataset = None
     if data_args.validation_files:
         eval_dataset = load_miracle_dataset(DataArguments.parse_pairs(data_args.validation_files), **load)
-    print(f"Training data: {report.examples} examples from {report.dialogues} dialogues"
-          + (f"; skipped {report.skipped_rows} malformed rows" if report.skipped_rows else ""))
+    if training_args.process_index == 0:
+        print(f"Training data: {report.examples} examples from {report.dialogues} dialogues"
+              + (f"; skipped {report.skipped_rows} malformed rows" if report.skipped_rows else ""))
 
     use_lora = model_args.lora and not (new_attribute and model_args.train_head_only)
     trained = apply_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
@@ -89,15 +116,23 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         data_description=f"{report.dialogues} dialogues ({report.examples} examples) from {files}"
         + (f" in {data_args.hub_dataset}" if data_args.hub_dataset else ""),
     )
+    if use_lora and trainer.is_fsdp_enabled:
+        raise ValueError(
+            "`miracle train --lora true` does not run under FSDP: merging the adapters and saving them need the whole "
+            "model in one process. Use DDP for LoRA runs (examples/accelerate_ddp.yaml; the trained part is small) "
+            "or train without LoRA (`--lora false`) under FSDP."
+        )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     output_dir = training_args.output_dir
     if use_lora:
-        trained.save_pretrained(os.path.join(output_dir, "adapter"))
-        model = trained.merge_and_unload()
+        if trainer.is_world_process_zero():
+            trained.save_pretrained(os.path.join(output_dir, "adapter"))
+        model = trained.merge_and_unload()  # in every process (no files): save_model below writes on the main one
         trainer.model = model
     trainer.save_model(output_dir)
     trainer.create_model_card()
     if training_args.push_to_hub:
         trainer.push_to_hub()
-    print(f"Saved the trained model and processor to {os.path.abspath(output_dir)}")
+    if trainer.is_world_process_zero():
+        print(f"Saved the trained model and processor to {os.path.abspath(output_dir)}")
     return output_dir
