@@ -83,7 +83,9 @@ class OpenAICompatibleBackend(ChatBackend):
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
         api_key = os.environ.get(api_key_env) if api_key_env else None
         self._has_key = bool(api_key)
-        self._client = InferenceClient(base_url=base_url, api_key=api_key or None, timeout=timeout)
+        # Without a key, "EMPTY" (what local OpenAI-compatible servers expect from the OpenAI client) rather than None:
+        # with None, huggingface_hub would send the user's saved Hugging Face token to this server.
+        self._client = InferenceClient(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout)
         self._lock = threading.Lock()
         self.retries: Counter = Counter()  # reason ("HTTP 429", "timeout", "connection") -> retries made
         self.requests_sent = 0

@@ -1,4 +1,4 @@
-"""`miracle collect`: the paper's single-aspect dialogue collection (section 3.2, appendix A) with any chat LLM.
+r"""`miracle collect`: the paper's single-aspect dialogue collection (section 3.2, appendix A) with any chat LLM.
 
     miracle collect --output-dir data/mine --base-url http://localhost:8080/v1 --model my-model --dialogues-per-aspect 200
     miracle collect --output-dir data/formality --attributes-file formality.yaml --base-url https://api.openai.com/v1 \

@@ -216,7 +216,7 @@ the instruction template of the MIRACLE paper (appendix A.1), cleaned as in appe
 
 {sources}
 
-- mode: `{settings['mode']}`, seed: {settings['seed']}, dialogues per {'combination' if settings['mode'] == 'test' else 'aspect'}: {settings['dialogues_per_aspect']}
+- mode: `{settings['mode']}`, seed: {settings['seed']}, dialogues per {'combination' if settings['mode'] == 'test' else 'aspect'}: {run.get('dialogues_per_aspect')}
 - attributes: `{json.dumps(spec.attributes)}` (from {', '.join(spec.sources)})
 - topics: {settings['topics_count']} seed topics from `{settings['topics_file']}`
 - cleaning: `{json.dumps(vars(cleaning))}`

@@ -100,6 +100,7 @@ def collect(config: CollectConfig, backend: ChatBackend, cleaning: CleaningConfi
                 ledger.close()
                 failures.close()
     report.retries = dict(getattr(backend, "retries", {}))
+    run["dialogues_per_aspect"] = config.dialogues_per_aspect
     finalize(output_dir, items, spec, config.mode, config.seed, list(config.split_fractions), cleaning, filters, report, run)
     if report.stopped:
         raise FatalBackendError(report.stopped)
