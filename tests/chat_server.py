@@ -10,7 +10,7 @@ The reply depends on the `kind=<name>` written in the prompt's seed topic:
 - short / question / long / few: a dialogue with a 3-word response, a question mark in a response, a 70-word
   response, or only 2 turns;
 - dup: the same dialogue for every prompt.
-Paths containing /unauthorized/ answer 401, /missing/ 404.
+Paths containing /unauthorized/ answer 401, /missing/ 404, /badrequest/ 400.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ class ChatServer:
             return 401, {"error": "invalid api key"}, {}
         if "/missing/" in path:
             return 404, {"error": "model not found"}, {}
+        if "/badrequest/" in path:
+            return 400, {"error": "prompt too long"}, {}
         if kind == "ratelimit" and attempt == 1:
             return 429, {"error": "slow down"}, {"Retry-After": "0"}
         if kind == "error500" and self.fail_500:
