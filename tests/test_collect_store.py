@@ -38,5 +38,7 @@ def test_run_settings_are_checked_on_resume_and_backends_recorded(tmp_path):
     record = check_run_settings(tmp_path, settings, {"backend": "b"})
     assert record["backends"] == [{"backend": "a"}, {"backend": "b"}]
     assert json.loads((tmp_path / "collect_run.json").read_text())["backends"] == record["backends"]
+    moved = check_run_settings(tmp_path, {**settings, "topics_file": "elsewhere/topics.txt"}, {"backend": "a"})
+    assert moved["settings"]["topics_file"] == "elsewhere/topics.txt"  # informational: no refusal
     with pytest.raises(ValueError, match="mode: 'train' before, 'test' now"):
         check_run_settings(tmp_path, {"seed": 0, "mode": "test"}, {"backend": "a"})

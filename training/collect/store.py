@@ -10,6 +10,9 @@ from pathlib import Path
 LEDGER_FILE = "collected.jsonl"
 FAILURES_FILE = "failures.jsonl"
 RUN_FILE = "collect_run.json"
+# Settings recorded for the data card that may change between runs without changing the plan (a moved topics file,
+# a reworded description: finished items keep their replies, the rest use the new wordings).
+INFORMATIONAL_SETTINGS = {"topics_file", "attributes_fingerprint"}
 
 
 class Ledger:
@@ -79,11 +82,13 @@ def check_run_settings(output_dir: Path, settings: dict, backend: dict) -> dict:
     path = output_dir / RUN_FILE
     if path.is_file():
         record = json.loads(path.read_text(encoding="utf-8"))
-        changed = {k: (record["settings"].get(k), v) for k, v in settings.items() if record["settings"].get(k) != v}
+        changed = {k: (record["settings"].get(k), v) for k, v in settings.items()
+                   if k not in INFORMATIONAL_SETTINGS and record["settings"].get(k) != v}
         if changed:
             details = "; ".join(f"{k}: {old!r} before, {new!r} now" for k, (old, new) in changed.items())
             raise ValueError(f"{output_dir} holds a collection made with other settings ({details}). Resume with the "
                              f"same settings, or collect into a new --output-dir.")
+        record["settings"].update({k: settings[k] for k in INFORMATIONAL_SETTINGS if k in settings})
     else:
         record = {"settings": settings, "backends": []}
     if backend not in record["backends"]:
