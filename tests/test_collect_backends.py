@@ -72,6 +72,7 @@ def test_packaged_decoder_writes_a_parseable_dialogue(tmp_path):
                                                             extra={"repetition_penalty": 1.1}))
     config = CollectConfig(output_dir=str(tmp_path / "local"), only=["attitude"], dialogues_per_aspect=2, seed=0, progress=False)
     report = collect(config, backend)
+    print(report.table(), dict(report.drops))
     assert sum(c.received for c in report.counts.values()) == 4
     assert sum(c.parsed for c in report.counts.values()) >= 1, report.table()
-    assert "SmolLM2" in (tmp_path / "local" / "README.md").read_text() or "smollm2" in (tmp_path / "local" / "README.md").read_text()
+    assert "smollm2" in (tmp_path / "local" / "README.md").read_text().lower()

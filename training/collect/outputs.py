@@ -157,6 +157,15 @@ def scorer_text_rows(survivors: list[Candidate], spec: CollectionSpec, attribute
     return text
 
 
+def _write_rows(path: Path, rows: list[dict], report: CollectReport) -> None:
+    """Write a non-empty file (and list it); an empty one is not written, and an old copy is removed."""
+    if rows:
+        write_jsonl(path, rows)
+        report.files.append(path.name)
+    elif path.exists():
+        path.unlink()
+
+
 def write_dataset(output_dir: Path, survivors: list[Candidate], spec: CollectionSpec, mode: str, seed: int,
                   fractions: list[float], report: CollectReport) -> None:
     """The dataset files: per attribute and split for training data, one tagged file for test data."""
@@ -164,10 +173,8 @@ def write_dataset(output_dir: Path, survivors: list[Candidate], spec: Collection
     if mode == "test":
         rows = [{"input": c.user, "output": c.assistant, "personas": c.item.topic,
                  "tags": {a: attributes[a].index(name) for a, name in c.item.personality.items()}} for c in survivors]
-        path = output_dir / "dialogue_multi.test.jsonl"
-        write_jsonl(path, rows)
+        _write_rows(output_dir / "dialogue_multi.test.jsonl", rows, report)
         report.splits["multi"] = Counter(test=len(rows))
-        report.files.append(path.name)
         return
     for attribute, aspects in attributes.items():
         by_split: dict[str, list] = {name: [] for name in SPLITS[:len(fractions)] if fractions[SPLITS.index(name)] > 0}
@@ -179,14 +186,9 @@ def write_dataset(output_dir: Path, survivors: list[Candidate], spec: Collection
         for split, candidates in by_split.items():
             rows = [{"input": c.user, "output": c.assistant, "personas": c.item.topic,
                      "tag": aspects.index(c.item.personality[attribute])} for c in candidates]
-            path = output_dir / f"dialogue_{attribute}.{split}.jsonl"
-            write_jsonl(path, rows)
-            report.files.append(path.name)
-        if by_split.get("heldout"):
-            for part, rows in scorer_text_rows(survivors, spec, attribute, seed, fractions).items():
-                path = output_dir / f"text_{attribute}.{part}.jsonl"
-                write_jsonl(path, rows)
-                report.files.append(path.name)
+            _write_rows(output_dir / f"dialogue_{attribute}.{split}.jsonl", rows, report)
+        for part, rows in scorer_text_rows(survivors, spec, attribute, seed, fractions).items():
+            _write_rows(output_dir / f"text_{attribute}.{part}.jsonl", rows, report)
 
 
 def train_command(output_dir: Path, spec: CollectionSpec, report: CollectReport) -> str:
@@ -228,7 +230,8 @@ the instruction template of the MIRACLE paper (appendix A.1), cleaned as in appe
 
 {report.drop_table()}
 
-Rows per split (dialogues; splits are drawn from a hash of each item, so they stay put on reruns):
+Rows per split (dialogues; splits are drawn from a hash of each item, so they stay put on reruns; empty splits
+have no file):
 
 {chr(10).join(split_lines)}
 
