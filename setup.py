@@ -17,8 +17,10 @@ setup(
         "pipelines",
         "training",
         "training.corpus",
+        "training.collect",
     ],
-    package_data={"training.corpus": ["*.jsonl", "*.txt", "*.md", "sources/*.jsonl"], "modeling_miracle": ["default_model/*"]},
+    package_data={"training.corpus": ["*.jsonl", "*.txt", "*.md", "sources/*.jsonl"], "modeling_miracle": ["default_model/*"],
+                  "training.collect": ["*.yaml"]},
     include_package_data=True,
     install_requires=[
         # torch is pinned by the install commands (`pip install torch==2.13.0` first): a range here would let

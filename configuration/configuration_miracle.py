@@ -43,7 +43,9 @@ class MiracleConfig(PreTrainedConfig):
         latent_size (`int`): size of z (paper: 768).
         pooling (`str`): how encoder states become one vector, `"mean"` (masked mean) or `"cls"`.
         add_latent_to_embeddings (`bool`): add a linear map of z to every decoder input embedding.
-        use_latent_prefix (`bool`): put a linear map of z as one virtual key/value per decoder layer.
+        use_latent_prefix (`bool`): put a linear map of z as virtual keys/values in every decoder layer.
+        latent_prefix_length (`int`): how many virtual key/value positions the latent prefix has per layer
+            (paper / authors: 1). More positions give z more attention slots in the decoder.
         share_encoder (`bool`): one encoder for both the prior and the posterior.
         head_hidden_size (`int`): hidden width of the two-layer latent classifier heads.
         kl_weight (`float`): weight of the KL term (on top of the cyclical schedule's beta).
@@ -52,6 +54,12 @@ class MiracleConfig(PreTrainedConfig):
             the "w/o posterior" ablation (z from the prior, no KL).
         use_classification_loss / classification_loss_weight: the aspect classification loss L_C (eq. 4).
         use_distance_loss / distance_loss_weight: the attribute distance loss L_D (eq. 5).
+        bow_loss_weight (`float`): weight of a bag-of-words loss predicting the response's tokens from z alone
+            (Zhao et al. 2017, against posterior collapse; 0 = off, as in the paper).
+        word_dropout (`float`): in training, the share of response input tokens whose embedding is zeroed so the
+            decoder must lean on z (Bowman et al. 2016; 0 = off, as in the paper).
+        latent_guidance_scale (`float`): default strength of decoding-time latent guidance: next-token logits
+            under z are pushed away from those under z moved to the opposite aspects (0 = off, as in the paper).
         kl_num_cycles, kl_zero_ratio, kl_ramp_ratio: cyclical KL schedule (Fu et al. 2019): each cycle
             holds beta at 0 for `kl_zero_ratio` of it, ramps linearly to 1 over `kl_ramp_ratio`, then holds 1.
         sampler_method, sampler_rtol, sampler_atol, sampler_step_size, sampler_max_steps: ODE solver
@@ -75,6 +83,7 @@ class MiracleConfig(PreTrainedConfig):
     pooling: str = "mean"
     add_latent_to_embeddings: bool = True
     use_latent_prefix: bool = True
+    latent_prefix_length: int = 1
     share_encoder: bool = False
     head_hidden_size: int = 256
     kl_weight: float = 1.0
@@ -84,6 +93,9 @@ class MiracleConfig(PreTrainedConfig):
     classification_loss_weight: float = 1.0
     use_distance_loss: bool = True
     distance_loss_weight: float = 1.0
+    bow_loss_weight: float = 0.0
+    word_dropout: float = 0.0
+    latent_guidance_scale: float = 0.0
     kl_num_cycles: int = 4
     kl_zero_ratio: float = 0.0
     kl_ramp_ratio: float = 0.5
@@ -158,7 +170,7 @@ class MiracleConfig(PreTrainedConfig):
         if self.sampler_method not in SAMPLER_METHODS:
             raise ValueError(f"`sampler_method` must be one of {SAMPLER_METHODS}; got {self.sampler_method!r}.")
         for name in ("kl_weight", "kl_threshold", "classification_loss_weight", "distance_loss_weight",
-                     "sampler_rtol", "sampler_atol", "sampler_beta_min", "sampler_beta_max"):
+                     "bow_loss_weight", "latent_guidance_scale", "sampler_rtol", "sampler_atol", "sampler_beta_min", "sampler_beta_max"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}.")
@@ -166,6 +178,10 @@ class MiracleConfig(PreTrainedConfig):
             raise ValueError(
                 f"`sampler_beta_max` ({self.sampler_beta_max}) must be >= `sampler_beta_min` ({self.sampler_beta_min})."
             )
+        if self.latent_prefix_length < 1:
+            raise ValueError(f"`latent_prefix_length` must be >= 1; got {self.latent_prefix_length}.")
+        if not (0 <= self.word_dropout < 1):
+            raise ValueError(f"`word_dropout` must be in [0, 1); got {self.word_dropout}.")
         if self.kl_num_cycles < 1:
             raise ValueError(f"`kl_num_cycles` must be >= 1; got {self.kl_num_cycles}.")
         if not (0 <= self.kl_zero_ratio and 0 <= self.kl_ramp_ratio and self.kl_zero_ratio + self.kl_ramp_ratio <= 1):

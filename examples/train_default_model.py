@@ -1,16 +1,16 @@
-"""Train the offline default model's MIRACLE parts on the project's own corpus.
+"""Train the offline default model's MIRACLE parts on the project's own corpus (and, on request, ship them).
 
-    python examples/train_default_model.py [--max-steps 240] [--output runs/default_model/model]
-    python examples/train_default_model.py --replace-shipped-model    # rebuild modeling_miracle/default_model
-
-A run writes to its own folder (default `runs/default_model/model`; load it with
-`modeling_miracle.load_default_model(folder)`); only `--replace-shipped-model` replaces the parts shipped in the
-package, and only once training has finished. A non-empty output folder is refused unless `--overwrite` is given.
+    python examples/train_default_model.py [--max-steps 240] [--work-dir runs/default_model] [--replace-shipped]
+        [--config '{"latent_prefix_length": 4}'] [--lora-r 8] [--lora-targets all-linear] [--save-steps 100] [--resume]
 
 Backbones: the packaged all-MiniLM-L6-v2 (shared prior/posterior encoder, frozen) and SmolLM2-135M-Instruct
 (frozen, LoRA r=8 on q/v); trained: Gaussian heads, latent injection (embedding add + latent prefix), the three
 attribute heads, LoRA. Data: `training/corpus/dialogue_*.train.jsonl` (1,224 dialogues, one example per turn).
-Writes the adapter (+ MIRACLE layers) and `miracle_settings.json` (settings, data, time taken) to the output folder.
+Writes the adapter (+ MIRACLE layers) and `miracle_settings.json` (settings, data, time taken) to
+`<work-dir>/final`, or over the shipped parts in `modeling_miracle/default_model` with `--replace-shipped`.
+Checkpoints go to `<work-dir>` every `--save-steps`; `--resume` continues from the last one there. A trial run never
+touches the shipped parts; a non-empty `<work-dir>` is refused unless the run resumes or `--overwrite` is given (its
+checkpoints are deleted first), and the result is written beside its folder and swapped in only once complete.
 """
 
 import argparse
@@ -34,35 +34,37 @@ from modeling_miracle.default_model import (  # noqa: E402
 )
 from training import MiracleDataCollator, MiracleTrainer, corpus_files, load_miracle_dataset  # noqa: E402
 from training.peft_utils import apply_lora  # noqa: E402
+from training.run_folder import prepare_output_dir  # noqa: E402
 
-DEFAULT_OUTPUT = Path("runs/default_model/model")
 SETTINGS = {"max_steps": 240, "batch_size": 8, "learning_rate": 1e-3, "warmup_steps": 20, "seed": 42}
+ALL_LINEAR = {"llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The script's flags, with `output` resolved and checked before any training starts."""
+    """The script's flags; the work folder is checked before anything is built (see `prepare_output_dir`)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-steps", type=int, default=SETTINGS["max_steps"])
-    parser.add_argument("--output", default=None, help=f"Where to write the trained parts (default {DEFAULT_OUTPUT}).")
-    parser.add_argument("--replace-shipped-model", action="store_true",
-                        help=f"Write to the package's shipped default model ({DEFAULT_MODEL_DIR}), replacing it.")
-    parser.add_argument("--overwrite", action="store_true", help="Replace what a non-empty --output holds.")
-    parser.add_argument("--work-dir", default="runs/default_model/trainer")
+    parser.add_argument("--learning-rate", type=float, default=SETTINGS["learning_rate"])
+    parser.add_argument("--work-dir", default="runs/default_model", help="Checkpoints, and the result in <work-dir>/final.")
+    parser.add_argument("--replace-shipped", action="store_true", help=f"Write the result over {DEFAULT_MODEL_DIR}.")
+    parser.add_argument("--config", default="{}", help="JSON of MiracleConfig overrides on top of the default model's.")
+    parser.add_argument("--lora-r", type=int, default=DEFAULT_LORA["r"])
+    parser.add_argument("--lora-targets", default=None, help="Comma-separated decoder module names, or 'all-linear'.")
+    parser.add_argument("--save-steps", type=int, default=0, help="Checkpoint every N steps (0: no checkpoints).")
+    parser.add_argument("--resume", action="store_true", help="Resume from the last checkpoint in --work-dir.")
+    parser.add_argument("--overwrite", action="store_true", help="Start over in a non-empty --work-dir.")
     args = parser.parse_args(argv)
-    shipped = DEFAULT_MODEL_DIR.resolve()
-    if args.replace_shipped_model:
-        if args.output is not None and Path(args.output).resolve() != shipped:
-            parser.error("--replace-shipped-model writes to the shipped folder: drop --output.")
-        args.output = shipped
-        return args
-    args.output = Path(args.output if args.output is not None else DEFAULT_OUTPUT)
-    if args.output.resolve() == shipped:
-        parser.error(f"{args.output} holds the shipped default model: pass --replace-shipped-model to replace it.")
-    if args.output.is_file():
-        parser.error(f"{args.output} is a file: give a folder.")
-    if args.output.is_dir() and any(args.output.iterdir()) and not args.overwrite:
-        parser.error(f"{args.output} is not empty: pass --overwrite to replace it, or choose another --output.")
+    try:
+        prepare_output_dir(args.work_dir, args.resume, overwrite_output_dir=args.overwrite)
+    except (OSError, ValueError) as error:
+        parser.error(str(error).replace("--output_dir", "--work-dir").replace("--overwrite_output_dir true", "--overwrite")
+                     .replace("--resume_from_checkpoint true", "--resume"))
     return args
+
+
+def output_folder(args: argparse.Namespace) -> Path:
+    """Where the result goes: `<work-dir>/final`, or the shipped parts only with `--replace-shipped`."""
+    return DEFAULT_MODEL_DIR if args.replace_shipped else Path(args.work_dir) / "final"
 
 
 def write_atomically(output: Path, write) -> None:
@@ -78,14 +80,18 @@ def write_atomically(output: Path, write) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = {**SETTINGS, "max_steps": args.max_steps}
+    settings = {**SETTINGS, "max_steps": args.max_steps, "learning_rate": args.learning_rate}
+    config = {**DEFAULT_CONFIG, **json.loads(args.config)}
+    lora = {**DEFAULT_LORA, "r": args.lora_r, "lora_alpha": 2 * args.lora_r}
+    if args.lora_targets:
+        lora["decoder_targets"] = ALL_LINEAR["llama"] if args.lora_targets == "all-linear" else args.lora_targets.split(",")
     set_seed(settings["seed"])
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    model = build_default_backbone_model()
+    model = build_default_backbone_model(**config)
     processor = default_processor()
     dataset = load_miracle_dataset(corpus_files("train"), model.config.attributes)
-    peft_model = apply_lora(model, **DEFAULT_LORA)
+    peft_model = apply_lora(model, **lora)
     peft_model.print_trainable_parameters()
     training_args = TrainingArguments(
         output_dir=args.work_dir,
@@ -95,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
         warmup_steps=settings["warmup_steps"],
         lr_scheduler_type="cosine",
         logging_steps=10,
-        save_strategy="no",
+        save_strategy="steps" if args.save_steps else "no",
+        save_steps=args.save_steps or 500,
+        save_total_limit=2,
         report_to=[],
         remove_unused_columns=False,
         seed=settings["seed"],
@@ -109,12 +117,12 @@ def main(argv: list[str] | None = None) -> None:
         data_description="MIRACLE corpus (training/corpus), train split: 1,224 single-aspect dialogues",
     )
     start = time.time()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
     minutes = (time.time() - start) / 60
 
     record = {
-        "config": DEFAULT_CONFIG,
-        "lora": DEFAULT_LORA,
+        "config": config,
+        "lora": lora,
         "training": settings,
         "examples": len(dataset),
         "minutes": round(minutes, 1),
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         (folder / "README.md").unlink(missing_ok=True)
         (folder / "miracle_settings.json").write_text(json.dumps(record, indent=2))
 
-    output = args.output
+    output = output_folder(args)
     write_atomically(output, write)
     print(f"Trained in {minutes:.1f} min; saved to {output}")
 

@@ -33,7 +33,10 @@ class GaussianHead(nn.Module):
         nn.init.constant_(self.proj.bias[latent_size:], self.initial_logvar)
 
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.proj(pooled).chunk(2, dim=-1)
+        # In the weights' precision even under mixed-precision autocast: mu and logvar set z and the KL, whose
+        # per-dimension terms (1 - variance and mean ratios) lose most of their digits in bfloat16.
+        with torch.autocast(pooled.device.type, enabled=False):
+            mu, logvar = self.proj(pooled.to(self.proj.weight.dtype)).chunk(2, dim=-1)
         return mu, logvar
 
 
@@ -47,15 +50,18 @@ def decoder_cache_shape(decoder_config: PreTrainedConfig) -> tuple[int, int, int
 
 
 class LatentInjection(nn.Module):
-    """How z reaches the decoder: added to every input embedding, and/or one virtual key/value per layer."""
+    """How z reaches the decoder: added to every input embedding, and/or `prefix_positions` virtual keys/values
+    per layer."""
 
-    def __init__(self, latent_size: int, decoder_config: PreTrainedConfig, add_to_embeddings: bool, use_prefix: bool):
+    def __init__(self, latent_size: int, decoder_config: PreTrainedConfig, add_to_embeddings: bool, use_prefix: bool,
+                 prefix_positions: int = 1):
         super().__init__()
         self.decoder_config = decoder_config
         self.layers, self.kv_heads, self.head_dim = decoder_cache_shape(decoder_config)
+        self.prefix_positions = prefix_positions
         self.to_embedding = nn.Linear(latent_size, decoder_config.hidden_size) if add_to_embeddings else None
         self.to_prefix = (
-            nn.Linear(latent_size, self.layers * 2 * self.kv_heads * self.head_dim) if use_prefix else None
+            nn.Linear(latent_size, self.layers * 2 * self.kv_heads * prefix_positions * self.head_dim) if use_prefix else None
         )
 
     def reset_parameters(self) -> None:
@@ -68,7 +74,7 @@ class LatentInjection(nn.Module):
 
     @property
     def prefix_length(self) -> int:
-        return 1 if self.to_prefix is not None else 0
+        return self.prefix_positions if self.to_prefix is not None else 0
 
     def add_to_embeddings(self, inputs_embeds: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         if self.to_embedding is None:
@@ -76,9 +82,11 @@ class LatentInjection(nn.Module):
         return inputs_embeds + self.to_embedding(latent).unsqueeze(1).to(inputs_embeds.dtype)
 
     def prefix_cache(self, latent: torch.Tensor, dtype: torch.dtype) -> DynamicCache:
-        """A fresh `DynamicCache` holding one latent key/value per layer (shape B x kv_heads x 1 x head_dim)."""
+        """A fresh `DynamicCache` holding the latent keys/values of every layer (B x kv_heads x positions x head_dim)."""
         batch = latent.shape[0]
-        kv = self.to_prefix(latent).to(dtype).view(batch, self.layers, 2, self.kv_heads, 1, self.head_dim)
+        kv = self.to_prefix(latent).to(dtype).view(
+            batch, self.layers, 2, self.kv_heads, self.prefix_positions, self.head_dim
+        )
         cache = DynamicCache(config=self.decoder_config)
         for layer in range(self.layers):
             cache.update(kv[:, layer, 0], kv[:, layer, 1], layer)

@@ -53,3 +53,12 @@ def attribute_distance_loss(means: torch.Tensor, present: torch.Tensor) -> torch
     selected = means[index]
     pairs = torch.triu_indices(len(index), len(index), offset=1, device=means.device)
     return (selected[pairs[0]] - selected[pairs[1]]).norm(dim=-1).sum()
+
+
+def bag_of_words_loss(bow_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Bag-of-words loss (Zhao et al. 2017): mean negative log-probability, under one vocabulary distribution per
+    row predicted from z alone, of the row's response tokens (labels other than -100)."""
+    log_probs = torch.log_softmax(bow_logits.float(), dim=-1)
+    mask = labels != -100
+    picked = log_probs.gather(1, labels.clamp(min=0).to(log_probs.device))
+    return -(picked * mask).sum() / mask.sum().clamp(min=1)

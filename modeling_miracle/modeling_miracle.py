@@ -20,6 +20,7 @@ from .losses import (
     aspect_classification_loss,
     attribute_distance_loss,
     attribute_means,
+    bag_of_words_loss,
     free_bits_kl,
     gaussian_kl,
     reconstruction_loss,
@@ -43,6 +44,7 @@ class MiracleOutput(ModelOutput):
     kl_loss: torch.FloatTensor | None = None
     classification_loss: torch.FloatTensor | None = None
     distance_loss: torch.FloatTensor | None = None
+    bow_loss: torch.FloatTensor | None = None
     kl_beta: float | None = None
 
 
@@ -115,8 +117,11 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         self.prior_head = GaussianHead(encoder_hidden, config.latent_size)
         self.posterior_head = GaussianHead(encoder_hidden, config.latent_size)
         self.latent_injection = LatentInjection(
-            config.latent_size, config.decoder, config.add_latent_to_embeddings, config.use_latent_prefix
+            config.latent_size, config.decoder, config.add_latent_to_embeddings, config.use_latent_prefix,
+            config.latent_prefix_length,
         )
+        # Bag-of-words head (optional auxiliary loss): z -> one distribution over the decoder's vocabulary.
+        self.bow_head = nn.Linear(config.latent_size, config.decoder.vocab_size) if config.bow_loss_weight > 0 else None
         self.attribute_heads = AttributeHeads(config.attributes, config.latent_size, config.head_hidden_size)
         # Cyclical KL schedule value, set by the training callback (1.0 outside training).
         self.kl_beta = 1.0
@@ -265,6 +270,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         attribute_weights: dict | list[dict] | None = None,
         use_ebm: bool = True,
         generator: torch.Generator | None = None,
+        start_latent: torch.Tensor | None = None,
         **sampler_overrides,
     ) -> LatentSample:
         """Draw z for each context, moved by the EBM ODE towards the requested personality (paper section 3.4).
@@ -276,6 +282,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
                 steers away from that aspect.
             use_ebm: `False` skips the ODE and returns the prior sample (the paper's "w/o EBM" ablation).
             generator: random generator for the starting sample.
+            start_latent: start the ODE here instead of drawing a sample from the prior.
             sampler_*: overrides of the config's sampler settings (`sampler_method`, `sampler_rtol`, ...).
 
         Returns:
@@ -289,7 +296,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         prior_mu, prior_logvar = self.encode_prior(prior_input_ids.to(self.device), None if prior_attention_mask is None else prior_attention_mask.to(self.device))
         if settings.prior == "standard":
             prior_mu, prior_logvar = torch.zeros_like(prior_mu), torch.zeros_like(prior_logvar)
-        start = self.reparameterize(prior_mu, prior_logvar, generator=generator)
+        start = self.reparameterize(prior_mu, prior_logvar, generator=generator) if start_latent is None else start_latent
         latent, evaluations = start, 0
         if use_ebm and bool((target.weights != 0).any()):
             latent, evaluations = solve_personality_ode(
@@ -318,6 +325,8 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         use_ebm: bool = True,
         latent: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        latent_guidance_scale: float | None = None,
+        guidance_latent: torch.Tensor | None = None,
         **kwargs,
     ):
         """Encode the context, sample z with the EBM ODE for `personality`, then decode with `GenerationMixin`.
@@ -327,8 +336,16 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         argument (greedy by default; `do_sample`, `num_beams`, `num_return_sequences`, `max_new_tokens`, ...).
         Pass `latent=` to decode from a given z instead of sampling one. Each beam / returned sequence keeps its
         row's latent.
+
+        `latent_guidance_scale` (default: `config.latent_guidance_scale`, 0 = off) turns on decoding-time latent
+        guidance: the same start is also moved by the ODE *away* from the personality (weights negated), and the
+        next-token logits are pushed from those under that opposite z towards those under z. Give
+        `guidance_latent=` to choose the opposite z yourself. Not combinable with beam search.
         """
         sampler_overrides = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("sampler_")}
+        scale = self.config.latent_guidance_scale if latent_guidance_scale is None else float(latent_guidance_scale)
+        if scale and kwargs.get("num_beams", 1) > 1:
+            raise ValueError("Latent guidance works with greedy search and sampling, not beam search (`num_beams` > 1).")
         if input_ids is None:
             raise ValueError("generate needs the decoder prompt `input_ids` (from MiracleProcessor).")
         if latent is None:
@@ -337,10 +354,17 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
                     "generate needs the context for the prior encoder (`prior_input_ids`, from MiracleProcessor) "
                     "or a `latent`."
                 )
-            latent = self.sample_latent(
+            sample = self.sample_latent(
                 prior_input_ids, prior_attention_mask, personality=personality, attribute_weights=attribute_weights,
                 use_ebm=use_ebm, generator=generator, **sampler_overrides,
-            ).latent
+            )
+            latent = sample.latent
+            if scale and guidance_latent is None:
+                guidance_latent = self.sample_latent(
+                    prior_input_ids, prior_attention_mask, personality=personality, use_ebm=True,
+                    attribute_weights=opposite_weights(sample.aspects, self.attribute_names, attribute_weights),
+                    start_latent=sample.start_latent, **sampler_overrides,
+                ).latent
         elif personality is not None or sampler_overrides:
             raise ValueError("Pass either `latent` or `personality` / sampler options, not both.")
         if latent.shape != (input_ids.shape[0], self.config.latent_size):
@@ -350,6 +374,11 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             )
         if not torch.isfinite(latent).all():
             raise ValueError("`latent` contains NaN or infinite values.")
+        if scale and guidance_latent is not None:
+            if guidance_latent.shape != latent.shape:
+                raise ValueError(f"`guidance_latent` must have the shape of the latent {tuple(latent.shape)}; "
+                                 f"got {tuple(guidance_latent.shape)}.")
+            kwargs.update(guidance_latent=guidance_latent.to(self.device), latent_guidance_scale=scale)
         return super().generate(input_ids=input_ids, attention_mask=attention_mask, latent=latent.to(self.device), **kwargs)
 
     # ------------------------------------------------------------------ decoder with latent
@@ -390,6 +419,8 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         aspect_ids: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        guidance_latent: torch.Tensor | None = None,
+        latent_guidance_scale: float = 0.0,
         **kwargs,
     ) -> MiracleOutput:
         r"""
@@ -399,6 +430,10 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         prior sample. `attribute_ids` (index of each row's attribute in `config.attributes`) and `aspect_ids`
         (index of its aspect, -100 for none) drive L_C and L_D. `labels` (decoder ids, -100 outside the response
         + EOS) drive the reconstruction loss.
+
+        Latent guidance (generation): with `guidance_latent` (z moved to the opposite aspects) and a non-zero
+        `latent_guidance_scale` s, each row is decoded under both latents (the cache holds both) and the logits are
+        `l(z) + s * (l(z) - l(guidance_latent))`, as in classifier-free guidance.
         """
         config = self.config
         prior_mu = prior_logvar = post_mu = post_logvar = None
@@ -427,6 +462,8 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             # Latent-only step (e.g. training a new attribute head on the frozen latent space): no decoding.
             return self._add_losses(output, None, kl, attribute_ids, aspect_ids, beta)
 
+        if self.training and config.word_dropout > 0 and labels is not None:
+            inputs_embeds = self._drop_response_words(input_ids, inputs_embeds, labels)
         if labels is not None and isinstance(logits_to_keep, int) and logits_to_keep == 0:
             # Responses sit at the end of left-padded rows: only compute logits over the labelled window.
             logits_to_keep = self._label_window(labels)
@@ -436,6 +473,14 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
                 "Decoders drop the KV cache (and so the latent prefix) under gradient checkpointing in training; "
                 "disable gradient checkpointing or set `use_latent_prefix=False` in the config."
             )
+        guided = guidance_latent is not None and latent_guidance_scale != 0
+        if guided:
+            if labels is not None:
+                raise ValueError("Latent guidance is a decoding option; do not pass `labels` with `guidance_latent`.")
+            input_ids, inputs_embeds, attention_mask, position_ids = (
+                None if t is None else torch.cat([t, t]) for t in (input_ids, inputs_embeds, attention_mask, position_ids)
+            )
+            latent = torch.cat([latent, guidance_latent.to(latent.dtype)])
         embeds, mask, positions, cache = self._decoder_inputs(
             input_ids, inputs_embeds, attention_mask, position_ids, cache, latent
         )
@@ -449,10 +494,20 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             **kwargs,
         )
         output.logits = decoder_out.logits
+        if guided:
+            conditional, opposite = decoder_out.logits.chunk(2)
+            output.logits = conditional + latent_guidance_scale * (conditional - opposite)
         output.cache = decoder_out.cache if use_cache is not False else None
         if labels is None and attribute_ids is None:
             return output
         return self._add_losses(output, labels, kl, attribute_ids, aspect_ids, beta)
+
+    def _drop_response_words(self, input_ids, inputs_embeds, labels):
+        """Word dropout: zero the input embedding of a random `config.word_dropout` share of response tokens."""
+        if inputs_embeds is None:
+            inputs_embeds = self.decoder.get_input_embeddings()(input_ids)
+        drop = (labels != -100) & (torch.rand(labels.shape, device=labels.device) < self.config.word_dropout)
+        return inputs_embeds.masked_fill(drop.unsqueeze(-1).to(inputs_embeds.device), 0.0)
 
     @staticmethod
     def _label_window(labels: torch.Tensor) -> int:
@@ -469,6 +524,9 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         if labels is not None:
             output.reconstruction_loss = reconstruction_loss(output.logits, labels)
             loss = loss + output.reconstruction_loss
+        if labels is not None and self.bow_head is not None:
+            output.bow_loss = bag_of_words_loss(self.bow_head(output.latent), labels)
+            loss = loss + config.bow_loss_weight * output.bow_loss
         if kl is not None:
             output.kl_loss = kl
             loss = loss + beta * config.kl_weight * kl
@@ -497,6 +555,16 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         cached = (~present) & self.attribute_mean_seen
         means = torch.where(cached.unsqueeze(-1), self.attribute_mean_cache.to(means.dtype), means)
         return attribute_distance_loss(means, present | cached)
+
+
+def opposite_weights(aspects: torch.LongTensor, attribute_names: list[str], attribute_weights=None) -> list[dict]:
+    """Per row, the negated attribute weights of a personality (-1 for each named attribute by default): the ODE then
+    moves z away from the requested aspects, towards their opposites."""
+    rows = []
+    for b in range(aspects.shape[0]):
+        given = attribute_weights[b] if isinstance(attribute_weights, (list, tuple)) else attribute_weights
+        rows.append({name: -float((given or {}).get(name, 1.0)) for i, name in enumerate(attribute_names) if aspects[b, i] >= 0})
+    return rows
 
 
 __all__ = ["LatentSample", "MiracleForPersonalizedGeneration", "MiracleOutput"]

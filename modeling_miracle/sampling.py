@@ -3,6 +3,7 @@ heads, and an ODE (torchdiffeq) that moves the context's prior sample towards lo
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, fields
 
@@ -178,12 +179,19 @@ class PersonalityODE(torch.nn.Module):
 
 def solve_personality_ode(heads, start: torch.Tensor, personality: Personality, settings: SamplerSettings,
                           prior_mu=None, prior_logvar=None) -> tuple[torch.Tensor, int]:
-    """Integrate the personality ODE from t=1 to t=0 starting at `start`; returns (z(0), function evaluations)."""
+    """Integrate the personality ODE from t=1 to t=0 starting at `start`; returns (z(0), function evaluations).
+
+    The solve runs in float32 whatever the model's dtype or an enclosing autocast: the adaptive solver's error
+    control needs float32 drifts, so half-precision heads are evaluated through a float32 copy (they are small).
+    """
+    if any(p.dtype != torch.float32 for p in heads.parameters()):
+        heads = copy.deepcopy(heads).float()
     ode = PersonalityODE(heads, personality, settings, prior_mu, prior_logvar)
     times = torch.tensor([1.0, 0.0], device=start.device, dtype=torch.float32)
     try:
-        trajectory = odeint(ode, start.float(), times, rtol=settings.rtol, atol=settings.atol,
-                            method=settings.method, options=settings.solver_options())
+        with torch.autocast(start.device.type, enabled=False):
+            trajectory = odeint(ode, start.float(), times, rtol=settings.rtol, atol=settings.atol,
+                                method=settings.method, options=settings.solver_options())
     except AssertionError as error:  # torchdiffeq signals a step cap / underflow with assertions
         raise RuntimeError(
             f"The ODE solver stopped: {error}. Raise `sampler_max_steps`, loosen the tolerances, or lower large "

@@ -90,3 +90,37 @@ RESPONSES = [
     "Join a club or a class, that works well.",
     "Rain makes the garden happy.",
 ]
+
+
+@pytest.fixture
+def chat_server():
+    """A real chat-completions server on 127.0.0.1 with scripted replies (see tests/chat_server.py)."""
+    from .chat_server import ChatServer
+
+    server = ChatServer().start()
+    yield server
+    server.stop()
+
+
+FORMALITY_SPEC = {
+    "attributes": {
+        "formality": {
+            "casual": {"manner": ["casually", "in a relaxed, chatty way"], "character": ["a laid-back friend"],
+                       "adjective": ["casual", "relaxed"],
+                       "examples": [{"post": "How was the trip?", "response": "Pretty cool, we just chilled by the lake all day."}]},
+            "formal": {"manner": ["formally", "in a polite, formal register"], "character": ["a courteous professional"],
+                       "adjective": ["formal"],
+                       "examples": [{"post": "How was the trip?", "response": "It was most pleasant, thank you for asking."}]},
+        },
+    },
+}
+
+
+@pytest.fixture
+def formality_file(tmp_path):
+    """A user's attributes file (JSON) with one new attribute."""
+    import json
+
+    path = tmp_path / "formality.json"
+    path.write_text(json.dumps(FORMALITY_SPEC), encoding="utf-8")
+    return path

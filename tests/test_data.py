@@ -130,3 +130,46 @@ def test_max_dialogues_per_attribute_must_be_positive(tmp_path, limit):
     report = LoadReport()
     load_miracle_dataset({"language_style": path}, PAPER_ATTRIBUTES, max_dialogues_per_attribute=1, report=report)
     assert report.dialogues == 1 and report.dialogues_per_attribute == {"language_style": 1}
+
+
+def _epochs_of(loader, epochs=2):
+    result = []
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)  # as the Trainer does before each epoch
+        result.append([list(batch) for batch in loader])
+    return result
+
+
+@pytest.mark.parametrize("size", [48, 46])
+def test_interleaved_sampler_under_accelerate_sharding(size):
+    """What `accelerate launch --num_processes 2` does to the sampler: the Trainer's `accelerator.prepare` wraps it
+    in a `BatchSamplerShard` per process (built here directly for process 0 and 1)."""
+    from collections import Counter
+
+    from accelerate.data_loader import prepare_data_loader
+    from torch.utils.data import DataLoader
+
+    attribute_ids = [i % 3 for i in range(size)]
+
+    def loader(batch_size, processes=1, rank=0):
+        plain = DataLoader(list(range(size)), batch_size=batch_size, collate_fn=list,
+                           sampler=AttributeInterleavedSampler(attribute_ids, seed=3))
+        return prepare_data_loader(plain, num_processes=processes, process_index=rank, put_on_device=False)
+
+    ranks = [_epochs_of(loader(4, 2, rank)) for rank in (0, 1)]
+    single = _epochs_of(loader(8))
+    for epoch in range(2):
+        first, second = ranks[0][epoch], ranks[1][epoch]
+        assert len(first) == len(second) == 6  # the same number of steps in both processes
+        seen = Counter(i for batch in first + second for i in batch)
+        if size % 8 == 0:
+            assert seen == Counter(range(size))  # every example exactly once
+        else:
+            assert set(seen) == set(range(size)) and sum(seen.values()) == 48
+            padding = [i for i, n in seen.items() if n == 2]
+            assert sorted(padding) == sorted(single[epoch][0][: 48 - size])  # completed from the epoch's start
+        for step, (a, b) in enumerate(zip(first, second)):
+            assert len({attribute_ids[i] for i in a}) >= 2 and len({attribute_ids[i] for i in b}) >= 2
+            if len(single[epoch][step]) == 8:
+                assert a + b == single[epoch][step]  # one step = one batch of a single process with 2x the batch
+    assert ranks[0][0] != ranks[0][1]  # a new order every epoch

@@ -18,21 +18,26 @@ def train_default_model():
     return module
 
 
-def test_train_default_model_writes_to_a_run_folder_unless_told_to_replace_the_shipped_one(train_default_model, tmp_path,
-                                                                                            monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    args = train_default_model.parse_args([])
-    assert args.output == Path("runs/default_model/model") and args.output.resolve() != DEFAULT_MODEL_DIR.resolve()
+def test_train_default_model_writes_to_its_run_folder_unless_told_to_replace_the_shipped_parts(train_default_model,
+                                                                                                tmp_path, capsys):
+    args = train_default_model.parse_args(["--work-dir", str(tmp_path / "run")])
+    assert train_default_model.output_folder(args) == tmp_path / "run" / "final"
+    assert train_default_model.output_folder(args).resolve() != DEFAULT_MODEL_DIR.resolve()
+    shipped = train_default_model.parse_args(["--work-dir", str(tmp_path / "other"), "--replace-shipped"])
+    assert train_default_model.output_folder(shipped) == DEFAULT_MODEL_DIR
+
+
+def test_train_default_model_refuses_a_used_work_dir_unless_resumed_or_overwritten(train_default_model, tmp_path,
+                                                                                   capsys):
+    work = tmp_path / "run"
+    (work / "checkpoint-100").mkdir(parents=True)
     with pytest.raises(SystemExit):
-        train_default_model.parse_args(["--output", str(DEFAULT_MODEL_DIR)])
-    assert "pass --replace-shipped-model" in capsys.readouterr().err
-    assert train_default_model.parse_args(["--replace-shipped-model"]).output == DEFAULT_MODEL_DIR.resolve()
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "adapter_model.safetensors").write_text("earlier run")
-    with pytest.raises(SystemExit):
-        train_default_model.parse_args(["--output", "mine"])
-    assert "is not empty: pass --overwrite" in capsys.readouterr().err
-    assert train_default_model.parse_args(["--output", "mine", "--overwrite"]).output == Path("mine")
+        train_default_model.parse_args(["--work-dir", str(work)])
+    error = capsys.readouterr().err
+    assert "--work-dir" in error and "is not empty" in error and "--resume" in error and "--overwrite" in error
+    assert train_default_model.parse_args(["--work-dir", str(work), "--resume"]).resume
+    train_default_model.parse_args(["--work-dir", str(work), "--overwrite"])
+    assert not (work / "checkpoint-100").exists()  # the old run's checkpoints go before the new run starts
 
 
 def test_output_is_swapped_in_only_once_written(train_default_model, tmp_path):

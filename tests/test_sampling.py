@@ -218,3 +218,27 @@ def test_huge_weights_and_zero_tolerances_get_errors_that_name_the_cause(separat
     fixed = sample(separated_model, inputs, personality=PERSONALITY, sampler_method="rk4", sampler_step_size=0.5,
                    sampler_rtol=0, sampler_atol=0)
     assert fixed.function_evaluations == 8
+
+
+def test_the_ode_runs_in_float32_for_a_bfloat16_model_and_under_autocast(separated_model, inputs):
+    """Half-precision models (e.g. loaded with `dtype=torch.bfloat16` for a GPU) sample with float32 ODE solves."""
+    import copy
+
+    from modeling_miracle.sampling import solve_personality_ode
+
+    half = copy.deepcopy(separated_model).to(torch.bfloat16)
+    result = sample(half, inputs, personality=PERSONALITY)
+    assert result.latent.dtype == torch.bfloat16 and result.aspect_probability_after.mean() > 0.9
+    # The same solve as the float32 heads (rounded to bfloat16) from the same start, in the same number of steps.
+    target = resolve_personality(half.config, PERSONALITY, None, result.start_latent.shape[0])
+    settings = SamplerSettings.from_config(half.config)
+    exact, evaluations = solve_personality_ode(copy.deepcopy(half.attribute_heads).float(), result.start_latent.float(),
+                                               target, settings)
+    assert evaluations == result.function_evaluations
+    assert torch.allclose(result.latent.float(), exact, atol=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        start = result.start_latent.float()
+        latent, autocast_evaluations = solve_personality_ode(separated_model.attribute_heads, start, target, settings)
+    reference, reference_evaluations = solve_personality_ode(separated_model.attribute_heads, start, target, settings)
+    assert latent.dtype == torch.float32 and torch.equal(latent, reference)
+    assert autocast_evaluations == reference_evaluations

@@ -6,6 +6,7 @@
     miracle generate --personality attitude=optimistic "What do you do on weekends?"
     miracle demo
     miracle evaluate --model runs/mine --output-dir runs/eval
+    miracle collect --output-dir data/mine --base-url http://localhost:8080/v1 --dialogues-per-aspect 200
 
 `miracle train` runs unchanged under `accelerate launch` (e.g. `accelerate launch -m training.cli train ...`).
 """
@@ -165,7 +166,13 @@ def _evaluate(argv: list[str]) -> int:
     return evaluate_main(argv)
 
 
-COMMANDS = {"train": _train, "generate": _generate, "demo": _demo, "evaluate": _evaluate}
+def _collect(argv: list[str]) -> int:
+    from .collect.command import main as collect_main
+
+    return collect_main(argv)
+
+
+COMMANDS = {"train": _train, "generate": _generate, "demo": _demo, "evaluate": _evaluate, "collect": _collect}
 
 
 def main(argv: list[str] | None = None) -> int:

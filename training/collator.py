@@ -31,7 +31,16 @@ class MiracleDataCollator:
 
 class AttributeInterleavedSampler(torch.utils.data.Sampler):
     """Shuffles each attribute's examples, then interleaves the attributes, so every batch mixes them evenly
-    and the attribute-distance loss (eq. 5) compares attribute means within each batch."""
+    and the attribute-distance loss (eq. 5) compares attribute means within each batch.
+
+    Under several processes every process draws the same order (same seed and epoch) and Accelerate's
+    `BatchSamplerShard` (which the Trainer's `accelerator.prepare` adds) deals its batches out in turn: process
+    k gets batches k, k + n, k + 2n, ... Each process's batch is a slice of the interleaved order, so it mixes
+    the attributes too, and one optimisation step sees the same examples as a single process with an n times
+    larger batch. Each epoch holds every example exactly once when the data set fills whole steps
+    (`per_device_train_batch_size` x processes); otherwise the last step is completed with examples from the
+    start of the epoch (Accelerate's `even_batches`), or dropped with `dataloader_drop_last=True`.
+    """
 
     def __init__(self, attribute_ids: list[int], seed: int = 0):
         self.attribute_ids = list(attribute_ids)

@@ -8,7 +8,7 @@ import re
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
-MIRACLE_MODULES = ["prior_head", "posterior_head", "latent_injection", "attribute_heads"]
+MIRACLE_MODULES = ["prior_head", "posterior_head", "latent_injection", "attribute_heads", "bow_head"]
 CONV1D_MODEL_TYPES = {"gpt2"}  # GPT-2 keeps its attention weights in Conv1D (fan_in_fan_out)
 
 
@@ -50,7 +50,7 @@ def apply_lora(
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
         target_modules=lora_target_regex(model, decoder_targets, encoder_targets, include_encoders),
-        modules_to_save=list(MIRACLE_MODULES),
+        modules_to_save=[name for name in MIRACLE_MODULES if getattr(model, name, None) is not None],
         fan_in_fan_out=model.config.decoder.model_type in CONV1D_MODEL_TYPES,
     )
     return get_peft_model(model, config)

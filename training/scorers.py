@@ -137,10 +137,14 @@ class SequenceScorer:
             self.model.to(device)
 
     @torch.no_grad()
-    def predict(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64, max_length: int = 128) -> list[int]:
-        predictions = []
+    def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64, max_length: int = 128) -> list[list[float]]:
+        """Label probabilities (softmax) for each text (or text pair)."""
+        probabilities = []
         for start in range(0, len(texts), batch_size):
             batch = self.tokenizer(texts[start:start + batch_size], None if pairs is None else pairs[start:start + batch_size],
                                    truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(self.model.device)
-            predictions += self.model(**batch).logits.argmax(-1).tolist()
-        return predictions
+            probabilities += self.model(**batch).logits.float().softmax(-1).tolist()
+        return probabilities
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64, max_length: int = 128) -> list[int]:
+        return [int(np.argmax(p)) for p in self.predict_proba(texts, pairs, batch_size, max_length)]

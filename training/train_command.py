@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-from transformers import AutoTokenizer, TrainingArguments, enable_full_determinism, set_seed
+import torch
+from transformers import AutoTokenizer, TrainingArguments, set_seed
+from transformers.training_args import ParallelMode
 
 from .arguments import DataArguments, ModelArguments, RunArguments
 from .collator import MiracleDataCollator
@@ -101,26 +103,43 @@ def describe_data(what: str, report: LoadReport, files: dict) -> str:
             f"    files: {listed}")
 
 
+def check_launch(training_args: TrainingArguments) -> None:
+    """Stop a multi-process launch that the Trainer would not train as one run.
+
+    `accelerate launch --multi_gpu` (or `torchrun`) on a machine without GPUs starts the processes and a process
+    group, but unless the Trainer is told to use the CPU (`--use_cpu true`) each process trains the whole data set
+    on its own and all of them write the same output folder.
+    """
+    training_args.device  # sets up the process group the launcher asked for (as the Trainer would)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    if torch.distributed.get_world_size() > 1 and training_args.parallel_mode != ParallelMode.DISTRIBUTED:
+        raise ValueError(
+            f"{torch.distributed.get_world_size()} processes were launched, but the Trainer does not see a "
+            f"distributed run (parallel mode {training_args.parallel_mode.value!r}), so each process would train "
+            "alone. On CPUs add `--use_cpu true` (gloo backend); on GPUs check that every process sees one."
+        )
+
+
 def run_train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments,
               run_args: RunArguments | None = None) -> str:
     """Train as configured; returns the folder the final model was saved to.
 
-    Before anything is built: the flags are checked, the output folder is checked (a non-empty one needs
-    `--resume_from_checkpoint` or `--overwrite_output_dir`), and the seed is set, so the same `--seed` gives the
-    same run. A summary (model, data, steps) is printed before the first step.
+    Runs as one process or under `accelerate launch` / `torchrun` (one process per device): every process builds
+    the same model (seeded with `--seed`), the Trainer shards the batches, and only the main process writes files.
+    Before anything is built the flags and the output folder are checked (a non-empty one needs
+    `--resume_from_checkpoint` or `--overwrite_output_dir`); a summary (model, data, steps) is printed before the
+    first step.
     """
     run_args = run_args or RunArguments()
     check_model_flags(model_args)
-    resume = None
+    check_launch(training_args)
     if training_args.process_index == 0:
         resume = prepare_output_dir(training_args.output_dir, training_args.resume_from_checkpoint,
                                     run_args.overwrite_output_dir)
     else:
         resume = parse_resume(training_args.resume_from_checkpoint)
-    if training_args.full_determinism:
-        enable_full_determinism(training_args.seed)
-    else:
-        set_seed(training_args.seed)  # MIRACLE's own layers (and LoRA) are initialised below
+    set_seed(training_args.seed)  # the same fresh MIRACLE layers in every process and every run
     model, processor = build_model_and_processor(model_args)
     collator = MiracleDataCollator(processor)
     new_attribute = model_args.new_attribute()
@@ -157,15 +176,23 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         + (f" in {data_args.hub_dataset}" if data_args.hub_dataset else ""),
         callbacks=[TrainingSummaryCallback(describe_model(model_args, model, new_attribute, use_lora) + data_lines)],
     )
+    if use_lora and trainer.is_fsdp_enabled:
+        raise ValueError(
+            "`miracle train --lora true` does not run under FSDP: merging the adapters and saving them need the whole "
+            "model in one process. Use DDP for LoRA runs (examples/accelerate_ddp.yaml; the trained part is small) "
+            "or train without LoRA (`--lora false`) under FSDP."
+        )
     trainer.train(resume_from_checkpoint=resume)
     output_dir = training_args.output_dir
     if use_lora:
-        trained.save_pretrained(os.path.join(output_dir, "adapter"))
-        model = trained.merge_and_unload()
+        if trainer.is_world_process_zero():
+            trained.save_pretrained(os.path.join(output_dir, "adapter"))
+        model = trained.merge_and_unload()  # in every process (no files): save_model below writes on the main one
         trainer.model = model
     trainer.save_model(output_dir)
     trainer.create_model_card()
     if training_args.push_to_hub:
         trainer.push_to_hub()
-    print(f"Saved the trained model and processor to {os.path.abspath(output_dir)}")
+    if trainer.is_world_process_zero():
+        print(f"Saved the trained model and processor to {os.path.abspath(output_dir)}")
     return output_dir

@@ -13,7 +13,7 @@ from .collator import AttributeInterleavedSampler
 from .kl_schedule import KLScheduleCallback, unwrap_miracle
 from .model_card import render_model_card
 
-LOGGED_COMPONENTS = ("reconstruction_loss", "kl_loss", "classification_loss", "distance_loss", "kl_beta")
+LOGGED_COMPONENTS = ("reconstruction_loss", "kl_loss", "classification_loss", "distance_loss", "bow_loss", "kl_beta")
 
 
 class MiracleTrainer(Trainer):
@@ -50,13 +50,34 @@ class MiracleTrainer(Trainer):
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Adds the mean of each loss component since the last log to training logs."""
-        if "loss" in logs and self._component_counts:
-            for name, total in self._component_sums.items():
-                logs[name] = round(total / self._component_counts[name], 4)
+        """Adds the mean of each loss component since the last log to training logs.
+
+        Under several processes every process logs the same values: the means over all processes' micro-batches
+        since the last log (the sums and counts are added up across processes, as the Trainer averages `loss`).
+        """
+        if "loss" in logs:
+            totals = self._gather_component_totals()
+            for index, name in enumerate(LOGGED_COMPONENTS):
+                total, count = float(totals[0, index]), float(totals[1, index])
+                if count:
+                    logs[name] = round(total / count, 4)
             self._component_sums.clear()
             self._component_counts.clear()
         super().log(logs, start_time)
+
+    def _gather_component_totals(self) -> torch.Tensor:
+        """(2, components) tensor: each component's sum and count since the last log, summed over processes.
+
+        A collective when several processes train: the Trainer calls `log` with "loss" on every process at the
+        same step (it gathers `loss` there too)."""
+        totals = torch.tensor(
+            [[self._component_sums[n] for n in LOGGED_COMPONENTS], [self._component_counts[n] for n in LOGGED_COMPONENTS]],
+            dtype=torch.float32,
+            device=self.args.device,
+        )
+        if self.accelerator.num_processes > 1:
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        return totals
 
     def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
         """Writes a MIRACLE model card (attributes, data, training settings) to the output folder."""

@@ -1,0 +1,186 @@
+"""The systems `personality_control.py` compares, all on the same decoder backbone:
+
+- `PromptSystem`: the plain decoder told the personality in a system message (the paper's appendix A wording);
+- `SteeringSystem`: contrastive activation addition: per attribute, the difference of the decoder's mean residual
+  activation between the two aspects' training responses, added at one layer with a scale;
+- `MiracleSystem`: a MIRACLE model's `generate` (with or without EBM, with optional latent guidance).
+
+Each `respond(examples)` returns greedy replies for examples `{"messages", "personality"}`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+# Aspect descriptions in the paper's appendix A style ("answers ... in a plain and down-to-earth manner").
+ASPECT_DESCRIPTIONS = {
+    "plain": "plain and down-to-earth",
+    "lyrical": "lyrical and poetic",
+    "pessimistic": "pessimistic and negative",
+    "optimistic": "optimistic and positive",
+    "emotional": "emotional and sensitive",
+    "critical": "critical and intellectual",
+}
+
+
+def personality_instruction(personality: dict[str, str]) -> str:
+    """A system message asking for the personality, as in the paper's multi-attribute test template."""
+    described = ", ".join(ASPECT_DESCRIPTIONS.get(a, a) for a in personality.values())
+    return (f"You are PersonB. You answer PersonA's questions in a {described} manner. "
+            "Reply in at most two sentences and do not ask questions.")
+
+
+def left_padded(tokenizer, prompts: list[str]) -> dict:
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+@torch.no_grad()
+def greedy_replies(decoder, tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
+    inputs = left_padded(tokenizer, prompts)
+    output = decoder.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                              pad_token_id=tokenizer.pad_token_id)
+    texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    return [t.strip() for t in texts]
+
+
+class PromptSystem:
+    """The plain decoder with the personality described in a system message."""
+
+    def __init__(self, decoder, tokenizer, max_new_tokens: int = 40):
+        self.decoder, self.tokenizer, self.max_new_tokens = decoder, tokenizer, max_new_tokens
+
+    def respond(self, examples: list[dict]) -> list[str]:
+        prompts = [
+            self.tokenizer.apply_chat_template(
+                [{"role": "system", "content": personality_instruction(e["personality"])}] + e["messages"],
+                add_generation_prompt=True, tokenize=False)
+            for e in examples
+        ]
+        return greedy_replies(self.decoder, self.tokenizer, prompts, self.max_new_tokens)
+
+
+def decoder_layers(decoder):
+    """The list of transformer blocks of a causal LM (Llama-style `model.layers` or GPT-2 `transformer.h`)."""
+    base = getattr(decoder, "model", None) or getattr(decoder, "transformer")
+    return getattr(base, "layers", None) or getattr(base, "h")
+
+
+class SteeringSystem:
+    """Contrastive activation addition on the plain decoder (no training).
+
+    `fit(responses_by_aspect)` stores, per attribute, mean activation(aspect 1) - mean activation(aspect 0) at the
+    output of every layer, averaged over response tokens (each response after its own context). At generation the
+    target aspects' vectors are added to one layer's output at every position: `+scale * v` for aspect 1 and
+    `-scale * v` for aspect 0.
+    """
+
+    def __init__(self, decoder, tokenizer, attributes: dict[str, list[str]], layer: int = 15, scale: float = 4.0,
+                 max_new_tokens: int = 40):
+        self.decoder, self.tokenizer, self.attributes = decoder, tokenizer, attributes
+        self.layer, self.scale, self.max_new_tokens = layer, scale, max_new_tokens
+        self.vectors: dict[str, torch.Tensor] = {}  # attribute -> (layers + 1, hidden)
+
+    @torch.no_grad()
+    def mean_activation(self, pairs: list[tuple[list[dict], str]], batch_size: int = 16) -> torch.Tensor:
+        """Mean hidden state of every layer over the response tokens of (messages, response) pairs."""
+        total, count = None, 0
+        self.tokenizer.padding_side = "left"
+        for start in range(0, len(pairs), batch_size):
+            batch = pairs[start:start + batch_size]
+            prompts = [self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m, _ in batch]
+            prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+            response_ids = [self.tokenizer(r, add_special_tokens=False)["input_ids"] for _, r in batch]
+            width = max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids))
+            ids = torch.full((len(batch), width), self.tokenizer.pad_token_id)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            response_mask = torch.zeros((len(batch), width), dtype=torch.bool)
+            for row, (p, r) in enumerate(zip(prompt_ids, response_ids)):
+                ids[row, width - len(p) - len(r):] = torch.tensor(p + r)
+                mask[row, width - len(p) - len(r):] = 1
+                response_mask[row, width - len(r):] = True
+            hidden = self.decoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            stacked = torch.stack(hidden)  # (layers + 1, batch, width, hidden)
+            summed = (stacked * response_mask[None, :, :, None]).sum((1, 2))
+            total = summed if total is None else total + summed
+            count += int(response_mask.sum())
+        return total / count
+
+    def fit(self, pairs_by_aspect: dict[str, dict[int, list[tuple[list[dict], str]]]]) -> "SteeringSystem":
+        for attribute, by_aspect in pairs_by_aspect.items():
+            self.vectors[attribute] = self.mean_activation(by_aspect[1]) - self.mean_activation(by_aspect[0])
+        return self
+
+    def save(self, path: str) -> None:
+        torch.save({a: v for a, v in self.vectors.items()}, path)
+
+    def load(self, path: str) -> "SteeringSystem":
+        self.vectors = torch.load(path)
+        return self
+
+    def steering_vector(self, personality: dict[str, str]) -> torch.Tensor:
+        # hidden_states[i + 1] is the output of block i.
+        vector = 0
+        for attribute, aspect in personality.items():
+            sign = 1.0 if self.attributes[attribute].index(aspect) == 1 else -1.0
+            vector = vector + sign * self.vectors[attribute][self.layer + 1]
+        return self.scale * vector
+
+    def respond(self, examples: list[dict]) -> list[str]:
+        vectors = torch.stack([self.steering_vector(e["personality"]) for e in examples])  # (batch, hidden)
+
+        def add_vector(module, args, output):
+            if isinstance(output, tuple):
+                return (output[0] + vectors[:, None, :].to(output[0].dtype),) + tuple(output[1:])
+            return output + vectors[:, None, :].to(output.dtype)
+
+        handle = decoder_layers(self.decoder)[self.layer].register_forward_hook(add_vector)
+        try:
+            prompts = [self.tokenizer.apply_chat_template(e["messages"], add_generation_prompt=True, tokenize=False)
+                       for e in examples]
+            return greedy_replies(self.decoder, self.tokenizer, prompts, self.max_new_tokens)
+        finally:
+            handle.remove()
+
+
+class MiracleSystem:
+    """A MIRACLE model's own generation (EBM on or off, latent guidance scale)."""
+
+    def __init__(self, model, processor, use_ebm: bool = True, guidance_scale: float = 0.0, max_new_tokens: int = 40,
+                 seed: int = 0):
+        self.model, self.processor, self.use_ebm = model, processor, use_ebm
+        self.guidance_scale, self.max_new_tokens, self.seed = guidance_scale, max_new_tokens, seed
+
+    @torch.no_grad()
+    def respond(self, examples: list[dict]) -> list[str]:
+        inputs = self.processor([e["messages"] for e in examples])
+        output = self.model.generate(
+            **inputs, personality=[e["personality"] for e in examples], use_ebm=self.use_ebm, do_sample=False,
+            max_new_tokens=self.max_new_tokens, latent_guidance_scale=self.guidance_scale,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+        return self.processor.batch_decode(output, prompt_length=inputs["input_ids"].shape[1])
+
+
+def training_pairs(attributes: dict[str, list[str]], per_aspect: int = 64) -> dict:
+    """(messages, response) pairs of the packaged corpus's training dialogues, per attribute and aspect."""
+    from training.data import corpus_files, dialogue_examples
+
+    pairs = {}
+    for attribute, path in corpus_files("train").items():
+        if attribute not in attributes:
+            continue
+        by_aspect: dict[int, list] = {0: [], 1: []}
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                row["aspect_id"] = row["tag"]
+                for example in dialogue_examples(row, 0)[:1]:
+                    if len(by_aspect[row["tag"]]) < per_aspect:
+                        by_aspect[row["tag"]].append((example["messages"], example["response"]))
+        pairs[attribute] = by_aspect
+    return pairs

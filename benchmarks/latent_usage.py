@@ -1,0 +1,160 @@
+"""Does the decoder use z, and does z carry the aspect into the text? (diagnosis before tuning)
+
+    python benchmarks/latent_usage.py [--model runs/x] [--per-attribute 48] [--scorers runs/scorers]
+
+On the packaged corpus's validation dialogues (one example per assistant turn, `--per-attribute` of each attribute,
+both aspects balanced) it prints:
+
+1. reconstruction loss of the validation responses decoded from their own posterior mean, from the prior mean, and
+   from posterior means shuffled across rows (a decoder that ignores z gives three equal numbers);
+2. aspect transfer: each context decoded (greedy) with the posterior mean of a same-attribute response of each
+   aspect; the attribute scorer says how often the text shows the aspect of the z it was decoded from (50 % = the
+   decoder ignores the aspect in z, and no sampler can fix that);
+3. where the ODE ends: norms of posterior means, prior samples and EBM end points, and each one's distance to the
+   centroid of the requested aspect's posterior means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+
+import torch
+
+import common  # noqa: F401  (sets sys.path)
+from common import load_model_for_benchmark, scorer_models
+from training.data import corpus_files, dialogue_examples
+
+
+def validation_examples(attributes: dict[str, list[str]], per_attribute: int, seed: int = 0) -> list[dict]:
+    """`per_attribute` validation examples of each attribute, alternating its aspects."""
+    rng = random.Random(seed)
+    examples = []
+    for attribute_id, (attribute, path) in enumerate(corpus_files("validation").items()):
+        if attribute not in attributes:
+            continue
+        by_aspect: dict[int, list[dict]] = {}
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                row["aspect_id"] = row["tag"]
+                for example in dialogue_examples(row, list(attributes).index(attribute)):
+                    by_aspect.setdefault(row["tag"], []).append({**example, "attribute": attribute})
+        for queue in by_aspect.values():
+            rng.shuffle(queue)
+        half = per_attribute // len(by_aspect)
+        for i in range(half):
+            examples += [queue[i] for queue in by_aspect.values()]
+    return examples
+
+
+@torch.no_grad()
+def posterior_and_prior_means(model, processor, examples, batch_size=16):
+    posterior, prior = [], []
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start:start + batch_size]
+        inputs = processor([e["messages"] for e in batch], responses=[e["response"] for e in batch])
+        posterior.append(model.encode_posterior(inputs["posterior_input_ids"], inputs["posterior_attention_mask"])[0])
+        prior.append(model.encode_prior(inputs["prior_input_ids"], inputs["prior_attention_mask"])[0])
+    return torch.cat(posterior), torch.cat(prior)
+
+
+@torch.no_grad()
+def reconstruction(model, processor, examples, latents, batch_size=16) -> float:
+    """Token-weighted mean response NLL with the given z per example."""
+    total, tokens = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start:start + batch_size]
+        inputs = processor([e["messages"] for e in batch], responses=[e["response"] for e in batch])
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=inputs["labels"],
+                    latent=latents[start:start + batch_size], use_cache=False)
+        count = int((inputs["labels"][:, 1:] != -100).sum())
+        total += float(out.reconstruction_loss) * count
+        tokens += count
+    return total / tokens
+
+
+@torch.no_grad()
+def decode_with(model, processor, examples, latents, batch_size=16, max_new_tokens=40) -> list[str]:
+    texts = []
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start:start + batch_size]
+        inputs = processor([e["messages"] for e in batch])
+        output = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                latent=latents[start:start + batch_size], max_new_tokens=max_new_tokens, do_sample=False)
+        texts += processor.batch_decode(output, prompt_length=inputs["input_ids"].shape[1])
+    return texts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="Saved MIRACLE model or default-model parts folder (default: shipped).")
+    parser.add_argument("--per-attribute", type=int, default=48)
+    parser.add_argument("--scorers", default="runs/scorers")
+    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    model, processor = load_model_for_benchmark(args.model)
+    attributes = model.config.attributes
+    examples = validation_examples(attributes, args.per_attribute, args.seed)
+    posterior, prior = posterior_and_prior_means(model, processor, examples)
+    print(f"model: {args.model or 'shipped default'}; {len(examples)} validation examples "
+          f"({args.per_attribute} per attribute)\n")
+
+    # 1. Does the decoder use z at all?
+    shuffled = posterior[torch.randperm(len(examples), generator=torch.Generator().manual_seed(args.seed))]
+    rows = {"own posterior mean": posterior, "prior mean": prior, "posterior mean shuffled across rows": shuffled}
+    print("| z decoded from | reconstruction loss (nats/token) |\n|---|---|")
+    for name, latents in rows.items():
+        print(f"| {name} | {reconstruction(model, processor, examples, latents):.4f} |")
+
+    # 2. Does z carry the aspect into the text?
+    scorers = scorer_models(args.scorers, attributes)
+    print("\n| attribute | texts showing the aspect of their z (own-aspect z / opposite-aspect z / both) |\n|---|---|")
+    summary = []
+    for attribute in attributes:
+        index = [i for i, e in enumerate(examples) if e["attribute"] == attribute]
+        by_aspect = {a: [i for i in index if examples[i]["aspect_id"] == a] for a in range(len(attributes[attribute]))}
+        rng = random.Random(args.seed)
+        donors, wanted = [], []
+        for i in index:
+            for aspect, pool in by_aspect.items():
+                donors.append(rng.choice([j for j in pool if j != i]))
+                wanted.append(aspect)
+        subset = [examples[i] for i in index for _ in by_aspect]
+        texts = decode_with(model, processor, subset, posterior[donors], max_new_tokens=args.max_new_tokens)
+        predicted = scorers[attribute].predict(texts)
+        hits = [p == w for p, w in zip(predicted, wanted)]
+        own_aspect = [h for h, e, w in zip(hits, subset, wanted) if e["aspect_id"] == w]
+        other = [h for h, e, w in zip(hits, subset, wanted) if e["aspect_id"] != w]
+        first = [h for h, e in zip(hits, subset) if len(e["messages"]) == 1]
+        summary.append(sum(hits) / len(hits))
+        print(f"| {attribute} | {100 * sum(own_aspect) / len(own_aspect):.1f} % / {100 * sum(other) / len(other):.1f} % / "
+              f"{100 * sum(hits) / len(hits):.1f} % (first turns only: {100 * sum(first) / max(len(first), 1):.1f} % "
+              f"of {len(first)}) |")
+        for text, w in list(zip(texts, wanted))[:4]:
+            print(f"|   z of {attributes[attribute][w]} | {text[:110]} |")
+    print(f"\nMean over attributes: {100 * sum(summary) / len(summary):.1f} % (50 % = aspect in z ignored)")
+
+    # 3. Where does the ODE end?
+    inputs = processor([e["messages"] for e in examples])
+    personality = [{e["attribute"]: e["aspect_id"]} for e in examples]
+    sample = model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"], personality,
+                                 generator=torch.Generator().manual_seed(args.seed))
+    centroids = {}
+    for i, e in enumerate(examples):
+        centroids.setdefault((e["attribute"], e["aspect_id"]), []).append(posterior[i])
+    centroid = torch.stack([torch.stack(centroids[(e["attribute"], e["aspect_id"])]).mean(0) for e in examples])
+    print("\n| latent | mean norm | mean distance to the requested aspect's posterior centroid |\n|---|---|---|")
+    for name, latents in (("posterior means", posterior), ("prior samples (ODE start)", sample.start_latent),
+                          ("EBM end points", sample.latent)):
+        print(f"| {name} | {latents.norm(dim=-1).mean():.2f} | {(latents - centroid).norm(dim=-1).mean():.2f} |")
+    after = sample.aspect_probability_after.nanmean()
+    print(f"requested-aspect latent probability: {sample.aspect_probability_before.nanmean():.3f} -> {after:.3f}; "
+          f"NFE {sample.function_evaluations}")
+
+
+if __name__ == "__main__":
+    main()

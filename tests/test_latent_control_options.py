@@ -1,0 +1,173 @@
+"""The options that strengthen how z controls the text: several latent prefix positions, the bag-of-words loss,
+word dropout and decoding-time latent guidance. Each one switched off must give today's behaviour exactly."""
+
+import pytest
+import torch
+
+from modeling_miracle import MiracleForPersonalizedGeneration
+
+from .conftest import CONVERSATIONS, RESPONSES, make_model
+
+PERSONALITY = {"language_style": "lyrical", "attitude": "optimistic"}
+
+
+def training_batch(processor):
+    batch = processor(CONVERSATIONS, responses=RESPONSES)
+    batch["attribute_ids"] = torch.tensor([0, 1, 2])
+    batch["aspect_ids"] = torch.tensor([1, 0, 1])
+    return batch
+
+
+def sharpen(model, factor=20.0):
+    """Larger decoder weights than the default init, so greedy decoding is not a constant token."""
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(factor)
+        for p in model.latent_injection.parameters():
+            p.normal_(0, 1.0)
+        for p in model.attribute_heads.parameters():  # heads that the ODE can climb
+            p.mul_(10.0)
+    return model
+
+
+# ---------------------------------------------------------------- latent prefix positions
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_several_prefix_positions_fill_the_cache_and_keep_cached_decoding_exact(kind, processor):
+    model = sharpen(make_model(kind, seed=1, latent_prefix_length=3))
+    inputs = processor(CONVERSATIONS)
+    latent = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
+    cache = model.latent_injection.prefix_cache(latent, torch.float32)
+    assert cache.get_seq_length() == 3
+    kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], latent=latent,
+                  max_new_tokens=10, do_sample=False, pad_token_id=50256)
+    assert torch.equal(model.generate(**kwargs, use_cache=True), model.generate(**kwargs, use_cache=False))
+
+
+def test_prefix_positions_round_trip_and_change_the_logits(processor, tmp_path):
+    model = sharpen(make_model("llama", latent_prefix_length=4, add_latent_to_embeddings=False))
+    inputs = processor(CONVERSATIONS)
+    latent = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
+    logits = model(**inputs, latent=latent).logits
+    model.save_pretrained(tmp_path)
+    reloaded = MiracleForPersonalizedGeneration.from_pretrained(tmp_path).eval()
+    assert reloaded.config.latent_prefix_length == 4
+    assert torch.equal(reloaded(**inputs, latent=latent).logits, logits)
+    # The extra positions are used: zeroing the 2nd-4th slots of the prefix map changes the logits.
+    kv = model.latent_injection.to_prefix.weight.view(2, 2, 2, 4, 8, 16)  # layers, k/v, kv_heads, positions, dim, latent
+    with torch.no_grad():
+        kv[:, :, :, 1:] = 0
+    assert not torch.allclose(model(**inputs, latent=latent).logits, logits)
+
+
+def test_one_prefix_position_keeps_the_original_parameter_layout():
+    model = make_model("llama")
+    layers, kv_heads, head_dim = 2, 2, 8
+    assert model.latent_injection.to_prefix.out_features == layers * 2 * kv_heads * head_dim
+    assert model.latent_injection.prefix_length == 1
+
+
+# ---------------------------------------------------------------- bag-of-words loss
+def test_bag_of_words_loss_adds_its_weighted_term_and_trains_the_latent(processor):
+    batch = training_batch(processor)
+    plain = make_model("gpt2", seed=0)
+    with_bow = make_model("gpt2", seed=0, bow_loss_weight=0.5)
+    assert plain.bow_head is None and plain(**batch).bow_loss is None
+    missing, unexpected = with_bow.load_state_dict(plain.state_dict(), strict=False)
+    assert set(missing) == {"bow_head.weight", "bow_head.bias"} and not unexpected
+    out_plain, out = plain(**batch), with_bow(**batch)
+    assert torch.isfinite(out.bow_loss) and out.bow_loss > 0
+    assert torch.allclose(out.loss, out_plain.loss + 0.5 * out.bow_loss, atol=1e-5)
+    # Uniform BOW logits give exactly log(vocab) per token.
+    with torch.no_grad():
+        with_bow.bow_head.weight.zero_()
+        with_bow.bow_head.bias.zero_()
+    assert torch.allclose(with_bow(**batch).bow_loss, torch.log(torch.tensor(50257.0)), atol=1e-4)
+    with torch.no_grad():
+        with_bow.bow_head.weight.normal_(0, 0.02)
+    with_bow.train()
+    with_bow.kl_beta = 0.0
+    with_bow(**batch).bow_loss.backward()
+    assert with_bow.bow_head.weight.grad.abs().sum() > 0
+    assert with_bow.posterior_head.proj.weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- word dropout
+def test_word_dropout_zeroes_only_response_inputs_and_only_in_training(processor):
+    batch = training_batch(processor)
+    model = make_model("llama", word_dropout=0.5, add_latent_to_embeddings=False)
+    seen = []
+    model.decoder.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["inputs_embeds"]),
+                                            with_kwargs=True)
+    model(**batch)
+    reference = model.decoder.get_input_embeddings()(batch["input_ids"])
+    assert torch.equal(seen[-1], reference[:, -seen[-1].shape[1]:])  # eval: untouched
+    model.train()
+    torch.manual_seed(0)
+    model(**batch)
+    embeds = seen[-1]
+    full = reference[:, -embeds.shape[1]:]
+    labels = batch["labels"][:, -embeds.shape[1]:]
+    zeroed = (embeds == 0).all(-1) & ~(full == 0).all(-1)
+    assert zeroed.any()
+    assert not (zeroed & (labels == -100)).any()
+    assert torch.equal(embeds[~zeroed], full[~zeroed])
+
+
+def test_word_dropout_off_gives_the_same_training_loss(processor):
+    batch = training_batch(processor)
+    losses = []
+    for overrides in ({}, {"word_dropout": 0.0}):
+        model = make_model("gpt2", seed=0, **overrides).train()
+        model.kl_beta = 0.0
+        losses.append(model(**batch).loss)
+    assert torch.equal(*losses)
+
+
+# ---------------------------------------------------------------- latent guidance
+def test_guided_logits_contrast_the_two_latents(processor):
+    model = sharpen(make_model("llama", seed=2))
+    inputs = processor(CONVERSATIONS)
+    z, z_opposite = torch.randn(2, 3, 16, generator=torch.Generator().manual_seed(0))
+    plain = model(**inputs, latent=z).logits
+    opposite = model(**inputs, latent=z_opposite).logits
+    guided = model(**inputs, latent=z, guidance_latent=z_opposite, latent_guidance_scale=2.0).logits
+    assert torch.allclose(guided, plain + 2.0 * (plain - opposite), atol=1e-4)
+    off = model(**inputs, latent=z, guidance_latent=z_opposite, latent_guidance_scale=0.0).logits
+    assert torch.equal(off, plain)
+
+
+def test_guided_generation_is_exact_with_the_cache_and_off_by_default(processor):
+    model = sharpen(make_model("llama", seed=3, latent_prefix_length=2))
+    inputs = processor(CONVERSATIONS)
+    kwargs = dict(**inputs, personality=PERSONALITY, max_new_tokens=10, do_sample=False, pad_token_id=50256)
+    baseline = model.generate(**kwargs, generator=torch.Generator().manual_seed(0))
+    zero = model.generate(**kwargs, latent_guidance_scale=0.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(baseline, zero)
+    cached = model.generate(**kwargs, latent_guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
+    full = model.generate(**kwargs, latent_guidance_scale=3.0, use_cache=False, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(cached, full)
+    assert not torch.equal(cached, baseline)
+
+
+def test_guidance_moves_the_opposite_latent_away_from_the_personality(processor):
+    from modeling_miracle.modeling_miracle import opposite_weights
+
+    model = make_model("gpt2", seed=4)
+    inputs = processor(CONVERSATIONS)
+    sample = model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"], PERSONALITY,
+                                 generator=torch.Generator().manual_seed(0))
+    weights = opposite_weights(sample.aspects, model.attribute_names)
+    assert weights == [{"language_style": -1.0, "attitude": -1.0}] * 3
+    away = model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"], PERSONALITY,
+                               attribute_weights=weights, start_latent=sample.start_latent)
+    assert torch.equal(away.start_latent, sample.start_latent)
+    assert (away.aspect_probability_after[:, :2] < sample.aspect_probability_after[:, :2]).all()
+
+
+def test_guidance_refuses_beam_search_and_the_config_default_applies(processor, tmp_path):
+    model = make_model("gpt2", seed=5, latent_guidance_scale=1.5)
+    inputs = processor(CONVERSATIONS)
+    with pytest.raises(ValueError, match="beam search"):
+        model.generate(**inputs, personality=PERSONALITY, num_beams=2, max_new_tokens=3, pad_token_id=50256)
+    model.save_pretrained(tmp_path)
+    assert MiracleForPersonalizedGeneration.from_pretrained(tmp_path).config.latent_guidance_scale == 1.5

@@ -1,0 +1,57 @@
+r"""`miracle collect`: the paper's single-aspect dialogue collection (section 3.2, appendix A) with any chat LLM.
+
+    miracle collect --output-dir data/mine --base-url http://localhost:8080/v1 --model my-model --dialogues-per-aspect 200
+    miracle collect --output-dir data/formality --attributes-file formality.yaml --base-url https://api.openai.com/v1 \
+        --model gpt-4o-mini --api-key-env OPENAI_API_KEY --concurrency 8
+    miracle collect --output-dir data/local --backend local --dialogues-per-aspect 2     # the packaged SmolLM2
+    miracle collect --output-dir data/test --mode test --dialogues-per-aspect 25 ...     # multi-attribute test set
+    miracle collect collect.yaml                                                         # the same flags from a file
+
+Rerun the same command to resume after a crash or a kill, or to rebuild the dataset with other cleaning settings.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def build_parser():
+    import argparse
+
+    from transformers import HfArgumentParser
+
+    from .cleaning import CleaningConfig, FilterConfig
+    from .config import BackendArguments, CollectConfig
+
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        pass
+
+    return HfArgumentParser((CollectConfig, BackendArguments, CleaningConfig, FilterConfig), prog="miracle collect",
+                            description=__doc__, formatter_class=Formatter)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .backends import FatalBackendError
+    from .runner import collect
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        config, backend_args, cleaning, filters = parser.parse_json_file(argv[0])
+    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        config, backend_args, cleaning, filters = parser.parse_yaml_file(argv[0])
+    else:
+        config, backend_args, cleaning, filters = parser.parse_args_into_dataclasses(argv)
+    try:
+        report = collect(config, backend_args.build(), cleaning, filters)
+    except FatalBackendError as error:
+        print(f"miracle collect stopped: {error}", file=sys.stderr)
+        print(f"What arrived before is kept in {config.output_dir}; rerun to resume.", file=sys.stderr)
+        return 1
+    print(report.table())
+    print()
+    print(report.drop_table())
+    if report.retries:
+        print(f"\nRetries: {report.retries}")
+    print(f"\nWrote {', '.join(report.files)} and README.md (data card) to {config.output_dir}")
+    return 0
