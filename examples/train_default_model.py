@@ -46,10 +46,13 @@ def main() -> None:
     parser.add_argument("--config", default="{}", help="JSON of MiracleConfig overrides on top of the default model's.")
     parser.add_argument("--lora-r", type=int, default=DEFAULT_LORA["r"])
     parser.add_argument("--lora-targets", default=None, help="Comma-separated decoder module names, or 'all-linear'.")
+    parser.add_argument("--history-dropout", type=float, default=0.0,
+                        help="Share of examples whose decoder prompt keeps only the last user turn (collator option).")
     parser.add_argument("--save-steps", type=int, default=0, help="Checkpoint every N steps (0: no checkpoints).")
     parser.add_argument("--resume", action="store_true", help="Resume from the last checkpoint in --work-dir.")
     args = parser.parse_args()
-    settings = {**SETTINGS, "max_steps": args.max_steps, "learning_rate": args.learning_rate}
+    settings = {**SETTINGS, "max_steps": args.max_steps, "learning_rate": args.learning_rate,
+                "decoder_history_dropout": args.history_dropout}
     config = {**DEFAULT_CONFIG, **json.loads(args.config)}
     lora = {**DEFAULT_LORA, "r": args.lora_r, "lora_alpha": 2 * args.lora_r}
     if args.lora_targets:
@@ -82,7 +85,7 @@ def main() -> None:
         model=peft_model,
         args=training_args,
         train_dataset=dataset,
-        data_collator=MiracleDataCollator(processor),
+        data_collator=MiracleDataCollator(processor, decoder_history_dropout=args.history_dropout, seed=settings["seed"]),
         data_description="MIRACLE corpus (training/corpus), train split: 1,224 single-aspect dialogues",
     )
     start = time.time()

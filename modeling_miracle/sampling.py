@@ -14,7 +14,7 @@ from configuration.configuration_miracle import FIXED_STEP_METHODS
 
 SAMPLER_FIELDS = (
     "sampler_method", "sampler_rtol", "sampler_atol", "sampler_step_size", "sampler_max_steps",
-    "sampler_beta_min", "sampler_beta_max", "sampler_prior", "sampler_keep_prior_term",
+    "sampler_beta_min", "sampler_beta_max", "sampler_prior", "sampler_keep_prior_term", "sampler_start_scale",
 )
 
 
@@ -31,6 +31,7 @@ class SamplerSettings:
     beta_max: float
     prior: str
     keep_prior_term: bool
+    start_scale: float
 
     @classmethod
     def from_config(cls, config, **overrides) -> "SamplerSettings":
