@@ -94,7 +94,10 @@ def main() -> None:
     parser.add_argument("--scorers", default="runs/scorers")
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--start-scales", type=float, nargs="*", default=[0.0], help="ODE start scales besides 1 (paper).")
+    parser.add_argument("--parts", default="1,2,3", help="Which diagnoses to run (1: reconstruction, 2: aspect transfer, 3: ODE end).")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     torch.manual_seed(args.seed)
     model, processor = load_model_for_benchmark(args.model)
     attributes = model.config.attributes
@@ -103,14 +106,23 @@ def main() -> None:
     print(f"model: {args.model or 'shipped default'}; {len(examples)} validation examples "
           f"({args.per_attribute} per attribute)\n")
 
-    # 1. Does the decoder use z at all?
-    shuffled = posterior[torch.randperm(len(examples), generator=torch.Generator().manual_seed(args.seed))]
+    if "1" in parts:
+        reconstruction_table(model, processor, examples, posterior, prior, args.seed)
+    if "2" in parts:
+        aspect_transfer_table(model, processor, examples, posterior, attributes, args)
+    if "3" in parts:
+        ode_end_table(model, processor, examples, posterior, args)
+
+
+def reconstruction_table(model, processor, examples, posterior, prior, seed):
+    shuffled = posterior[torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))]
     rows = {"own posterior mean": posterior, "prior mean": prior, "posterior mean shuffled across rows": shuffled}
     print("| z decoded from | reconstruction loss (nats/token) |\n|---|---|")
     for name, latents in rows.items():
         print(f"| {name} | {reconstruction(model, processor, examples, latents):.4f} |")
 
-    # 2. Does z carry the aspect into the text?
+
+def aspect_transfer_table(model, processor, examples, posterior, attributes, args):
     scorers = scorer_models(args.scorers, attributes)
     print("\n| attribute | texts showing the aspect of their z (own-aspect z / opposite-aspect z / both) |\n|---|---|")
     summary = []
@@ -138,22 +150,27 @@ def main() -> None:
             print(f"|   z of {attributes[attribute][w]} | {text[:110]} |")
     print(f"\nMean over attributes: {100 * sum(summary) / len(summary):.1f} % (50 % = aspect in z ignored)")
 
-    # 3. Where does the ODE end?
+
+def ode_end_table(model, processor, examples, posterior, args):
     inputs = processor([e["messages"] for e in examples])
     personality = [{e["attribute"]: e["aspect_id"]} for e in examples]
-    sample = model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"], personality,
-                                 generator=torch.Generator().manual_seed(args.seed))
     centroids = {}
     for i, e in enumerate(examples):
         centroids.setdefault((e["attribute"], e["aspect_id"]), []).append(posterior[i])
     centroid = torch.stack([torch.stack(centroids[(e["attribute"], e["aspect_id"])]).mean(0) for e in examples])
-    print("\n| latent | mean norm | mean distance to the requested aspect's posterior centroid |\n|---|---|---|")
-    for name, latents in (("posterior means", posterior), ("prior samples (ODE start)", sample.start_latent),
-                          ("EBM end points", sample.latent)):
-        print(f"| {name} | {latents.norm(dim=-1).mean():.2f} | {(latents - centroid).norm(dim=-1).mean():.2f} |")
-    after = sample.aspect_probability_after.nanmean()
-    print(f"requested-aspect latent probability: {sample.aspect_probability_before.nanmean():.3f} -> {after:.3f}; "
-          f"NFE {sample.function_evaluations}")
+    print("\n| latent | mean norm | mean distance to the requested aspect's posterior centroid | requested-aspect "
+          "probability |\n|---|---|---|---|")
+    print(f"| posterior means | {posterior.norm(dim=-1).mean():.2f} | {(posterior - centroid).norm(dim=-1).mean():.2f} | |")
+    for scale in sorted({1.0, *args.start_scales}, reverse=True):
+        sample = model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"], personality,
+                                     generator=torch.Generator().manual_seed(args.seed), sampler_start_scale=scale)
+        for name, latents, probability in (
+            (f"ODE start (start scale {scale:g})", sample.start_latent, sample.aspect_probability_before),
+            (f"EBM end point (start scale {scale:g}, NFE {sample.function_evaluations})", sample.latent,
+             sample.aspect_probability_after),
+        ):
+            print(f"| {name} | {latents.norm(dim=-1).mean():.2f} | {(latents - centroid).norm(dim=-1).mean():.2f} | "
+                  f"{probability.nanmean():.3f} |")
 
 
 if __name__ == "__main__":

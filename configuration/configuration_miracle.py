@@ -67,6 +67,8 @@ class MiracleConfig(PreTrainedConfig):
             caps the steps of adaptive ones.
         sampler_beta_min, sampler_beta_max: the linear beta(t) schedule of the ODE (appendix C.2).
         sampler_prior (`str`): start the ODE from the context's prior sample (`"context"`) or N(0, I).
+        sampler_start_scale (`float`): scale of the noise in the ODE's starting sample, z0 = mu + scale * sigma * eps
+            (paper: 1; 0 starts from the prior mean, nearer the posterior means the decoder was trained on).
         sampler_keep_prior_term (`bool`): keep the prior term of eq. 19 in the ODE's drift.
     """
 
@@ -108,6 +110,7 @@ class MiracleConfig(PreTrainedConfig):
     sampler_beta_max: float = 20.0
     sampler_prior: str = "context"
     sampler_keep_prior_term: bool = False
+    sampler_start_scale: float = 1.0
     pad_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
     bos_token_id: int | None = None
@@ -170,7 +173,7 @@ class MiracleConfig(PreTrainedConfig):
         if self.sampler_method not in SAMPLER_METHODS:
             raise ValueError(f"`sampler_method` must be one of {SAMPLER_METHODS}; got {self.sampler_method!r}.")
         for name in ("kl_weight", "kl_threshold", "classification_loss_weight", "distance_loss_weight",
-                     "bow_loss_weight", "latent_guidance_scale", "sampler_rtol", "sampler_atol", "sampler_beta_min", "sampler_beta_max"):
+                     "bow_loss_weight", "latent_guidance_scale", "sampler_rtol", "sampler_atol", "sampler_beta_min", "sampler_beta_max", "sampler_start_scale"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}.")

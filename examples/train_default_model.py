@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", default="{}", help="JSON of MiracleConfig overrides on top of the default model's.")
     parser.add_argument("--lora-r", type=int, default=DEFAULT_LORA["r"])
     parser.add_argument("--lora-targets", default=None, help="Comma-separated decoder module names, or 'all-linear'.")
+    parser.add_argument("--history-dropout", type=float, default=0.0,
+                        help="Share of examples whose decoder prompt keeps only the last user turn (collator option).")
     parser.add_argument("--save-steps", type=int, default=0, help="Checkpoint every N steps (0: no checkpoints).")
     parser.add_argument("--resume", action="store_true", help="Resume from the last checkpoint in --work-dir.")
     parser.add_argument("--overwrite", action="store_true", help="Start over in a non-empty --work-dir.")
@@ -80,7 +82,8 @@ def write_atomically(output: Path, write) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = {**SETTINGS, "max_steps": args.max_steps, "learning_rate": args.learning_rate}
+    settings = {**SETTINGS, "max_steps": args.max_steps, "learning_rate": args.learning_rate,
+                "decoder_history_dropout": args.history_dropout}
     config = {**DEFAULT_CONFIG, **json.loads(args.config)}
     lora = {**DEFAULT_LORA, "r": args.lora_r, "lora_alpha": 2 * args.lora_r}
     if args.lora_targets:
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         model=peft_model,
         args=training_args,
         train_dataset=dataset,
-        data_collator=MiracleDataCollator(processor),
+        data_collator=MiracleDataCollator(processor, decoder_history_dropout=args.history_dropout, seed=settings["seed"]),
         data_description="MIRACLE corpus (training/corpus), train split: 1,224 single-aspect dialogues",
     )
     start = time.time()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-
+import math
 from dataclasses import dataclass
 
 import torch
@@ -296,7 +296,11 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         prior_mu, prior_logvar = self.encode_prior(prior_input_ids.to(self.device), None if prior_attention_mask is None else prior_attention_mask.to(self.device))
         if settings.prior == "standard":
             prior_mu, prior_logvar = torch.zeros_like(prior_mu), torch.zeros_like(prior_logvar)
-        start = self.reparameterize(prior_mu, prior_logvar, generator=generator) if start_latent is None else start_latent
+        if start_latent is None:
+            start_logvar = prior_logvar + 2 * math.log(settings.start_scale) if settings.start_scale > 0 else None
+            start = prior_mu if start_logvar is None else self.reparameterize(prior_mu, start_logvar, generator=generator)
+        else:
+            start = start_latent
         latent, evaluations = start, 0
         if use_ebm and bool((target.weights != 0).any()):
             latent, evaluations = solve_personality_ode(
@@ -312,6 +316,19 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             aspect_probability_after=self._chosen_probabilities(latent, target),
             function_evaluations=evaluations,
         )
+
+    @torch.no_grad()
+    def opposite_latent(self, prior_input_ids, prior_attention_mask, sample: LatentSample, attribute_weights=None,
+                        **sampler_overrides) -> torch.Tensor:
+        """The contrast latent of latent guidance: `sample`'s start moved by the ODE *away* from the aspects it was
+        asked for (attribute weights negated)."""
+        personality = [{name: int(sample.aspects[b, i]) for i, name in enumerate(self.attribute_names) if sample.aspects[b, i] >= 0}
+                       for b in range(sample.aspects.shape[0])]
+        return self.sample_latent(
+            prior_input_ids, prior_attention_mask, personality=personality, use_ebm=True,
+            attribute_weights=opposite_weights(sample.aspects, self.attribute_names, attribute_weights),
+            start_latent=sample.start_latent, **sampler_overrides,
+        ).latent
 
     @torch.no_grad()
     def generate(
@@ -360,13 +377,13 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             )
             latent = sample.latent
             if scale and guidance_latent is None:
-                guidance_latent = self.sample_latent(
-                    prior_input_ids, prior_attention_mask, personality=personality, use_ebm=True,
-                    attribute_weights=opposite_weights(sample.aspects, self.attribute_names, attribute_weights),
-                    start_latent=sample.start_latent, **sampler_overrides,
-                ).latent
+                guidance_latent = self.opposite_latent(
+                    prior_input_ids, prior_attention_mask, sample, attribute_weights, **sampler_overrides
+                )
         elif personality is not None or sampler_overrides:
             raise ValueError("Pass either `latent` or `personality` / sampler options, not both.")
+        elif latent_guidance_scale and guidance_latent is None:
+            raise ValueError("With a given `latent`, latent guidance needs `guidance_latent` too (see `opposite_latent`).")
         if latent.shape != (input_ids.shape[0], self.config.latent_size):
             raise ValueError(
                 f"`latent` must have shape (batch={input_ids.shape[0]}, latent_size={self.config.latent_size}); "

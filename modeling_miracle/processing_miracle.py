@@ -251,8 +251,13 @@ class MiracleProcessor:
         return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
     # ------------------------------------------------------------------ main entry
-    def __call__(self, conversations, responses: list[str] | str | None = None, return_tensors: str | None = "pt") -> BatchEncoding:
-        """Build model inputs from one conversation or a batch (see class docstring)."""
+    def __call__(self, conversations, responses: list[str] | str | None = None, return_tensors: str | None = "pt",
+                 decoder_conversations=None) -> BatchEncoding:
+        """Build model inputs from one conversation or a batch (see class docstring).
+
+        `decoder_conversations` (training): other conversations for the decoder prompt only (e.g. the history
+        dropped), one per conversation; the encoders still read `conversations`.
+        """
         batch, is_batched = normalize_conversations(conversations)
         if responses is not None:
             responses = [responses] if isinstance(responses, str) else list(responses)
@@ -264,14 +269,20 @@ class MiracleProcessor:
             responses = [None] * len(batch)
         training = responses[0] is not None
         contexts = [self.truncate_history(messages, strict=not training) for messages in batch]
-        return self._encode_batch(contexts, responses, return_tensors)
+        decoder_contexts = contexts
+        if decoder_conversations is not None:
+            decoder_batch, _ = normalize_conversations(decoder_conversations)
+            if len(decoder_batch) != len(batch):
+                raise ValueError(f"Got {len(batch)} conversations but {len(decoder_batch)} decoder conversations.")
+            decoder_contexts = [self.truncate_history(messages, strict=not training) for messages in decoder_batch]
+        return self._encode_batch(contexts, responses, return_tensors, decoder_contexts)
 
-    def _encode_batch(self, contexts, responses, return_tensors) -> BatchEncoding:
+    def _encode_batch(self, contexts, responses, return_tensors, decoder_contexts=None) -> BatchEncoding:
         context_texts = [self.encoder_context_text(messages) for messages in contexts]
         prior = self.encoder_tokenizer(context_texts, padding=True, truncation=True, max_length=self.max_encoder_length)
         features = {"prior_input_ids": prior["input_ids"], "prior_attention_mask": prior["attention_mask"]}
         # Only over-long training contexts reach the cuts below: they keep the newest tokens.
-        prompts = [self._prompt_ids(messages)[-self.max_prompt_length:] for messages in contexts]
+        prompts = [self._prompt_ids(messages)[-self.max_prompt_length:] for messages in (decoder_contexts or contexts)]
         training = responses[0] is not None
         if training:
             posterior = self.encoder_tokenizer(

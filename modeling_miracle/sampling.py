@@ -18,7 +18,7 @@ MAX_ATTRIBUTE_WEIGHT = float(torch.finfo(torch.float32).max)
 
 SAMPLER_FIELDS = (
     "sampler_method", "sampler_rtol", "sampler_atol", "sampler_step_size", "sampler_max_steps",
-    "sampler_beta_min", "sampler_beta_max", "sampler_prior", "sampler_keep_prior_term",
+    "sampler_beta_min", "sampler_beta_max", "sampler_prior", "sampler_keep_prior_term", "sampler_start_scale",
 )
 
 
@@ -35,6 +35,7 @@ class SamplerSettings:
     beta_max: float
     prior: str
     keep_prior_term: bool
+    start_scale: float
 
     @classmethod
     def from_config(cls, config, **overrides) -> "SamplerSettings":

@@ -63,7 +63,8 @@ class PersonalizedDialoguePipeline(Pipeline):
     - `sampler_*`: overrides of the ODE sampler settings (`sampler_method`, `sampler_rtol`, `sampler_step_size`,
       ...), and `generator`: a `torch.Generator` for the random start of the ODE.
     - generation arguments of `generate` (`max_new_tokens` (default 64), `do_sample`, `num_beams`,
-      `num_return_sequences`, `top_p`, ...).
+      `num_return_sequences`, `top_p`, ...), and `latent_guidance_scale` (decoding-time latent guidance; default
+      the model config's).
     - `return_latent_diagnostics`: add `"latent_diagnostics"`: for each attribute the personality names,
       `{"aspect", "before", "after"}`, the latent classifier's probability of that aspect at the start and the
       end of the latent sampling.
@@ -223,11 +224,17 @@ class PersonalizedDialoguePipeline(Pipeline):
             generator=generator,
             **(sampler_overrides or {}),
         )
+        generate_kwargs = dict(generate_kwargs or {})  # already prepared by __call__
+        scale = generate_kwargs.pop("latent_guidance_scale", self.model.config.latent_guidance_scale)
+        if scale:
+            generate_kwargs.update(latent_guidance_scale=scale, guidance_latent=self.model.opposite_latent(
+                model_inputs["prior_input_ids"], model_inputs["prior_attention_mask"], sample,
+                model_inputs["attribute_weights"], **(sampler_overrides or {})))
         generated = self.model.generate(
             input_ids=model_inputs["input_ids"],
             attention_mask=model_inputs["attention_mask"],
             latent=sample.latent,
-            **(generate_kwargs or {}),  # already prepared by __call__
+            **generate_kwargs,
         )
         sequences = generated if isinstance(generated, torch.Tensor) else generated.sequences
         return {

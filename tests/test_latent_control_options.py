@@ -171,3 +171,37 @@ def test_guidance_refuses_beam_search_and_the_config_default_applies(processor, 
         model.generate(**inputs, personality=PERSONALITY, num_beams=2, max_new_tokens=3, pad_token_id=50256)
     model.save_pretrained(tmp_path)
     assert MiracleForPersonalizedGeneration.from_pretrained(tmp_path).config.latent_guidance_scale == 1.5
+
+
+# ---------------------------------------------------------------- sampler start scale
+def test_start_scale_shrinks_the_starting_noise_and_one_is_the_paper_sample(processor):
+    model = make_model("gpt2", seed=6)
+    inputs = processor(CONVERSATIONS)
+    args = (inputs["prior_input_ids"], inputs["prior_attention_mask"], PERSONALITY)
+    paper = model.sample_latent(*args, generator=torch.Generator().manual_seed(0))
+    one = model.sample_latent(*args, generator=torch.Generator().manual_seed(0), sampler_start_scale=1.0)
+    half = model.sample_latent(*args, generator=torch.Generator().manual_seed(0), sampler_start_scale=0.5)
+    zero = model.sample_latent(*args, sampler_start_scale=0.0)
+    assert torch.equal(paper.latent, one.latent)
+    assert torch.equal(zero.start_latent, zero.prior_mu)
+    assert torch.allclose(half.start_latent - half.prior_mu, 0.5 * (paper.start_latent - paper.prior_mu), atol=1e-6)
+    with pytest.raises(ValueError, match="sampler_start_scale"):
+        model.sample_latent(*args, sampler_start_scale=-1.0)
+
+
+def test_the_pipeline_passes_the_guidance_scale_to_generate(processor):
+    from transformers import pipeline
+
+    model = sharpen(make_model("llama", seed=3, latent_prefix_length=2))
+    chat = pipeline("personalized-dialogue", model=model, processor=processor)
+    call = dict(personality=PERSONALITY, max_new_tokens=10, batch_size=3)
+    texts = {}
+    for scale in (0.0, 3.0):
+        torch.manual_seed(0)
+        texts[scale] = [o[0]["generated_text"] for o in chat(CONVERSATIONS, latent_guidance_scale=scale, **call)]
+        inputs = processor(CONVERSATIONS)
+        torch.manual_seed(0)
+        direct = model.generate(**inputs, personality=PERSONALITY, max_new_tokens=10, pad_token_id=50256,
+                                latent_guidance_scale=scale)
+        assert texts[scale] == processor.batch_decode(direct, prompt_length=inputs["input_ids"].shape[1])
+    assert texts[0.0] != texts[3.0]

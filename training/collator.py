@@ -14,13 +14,29 @@ class MiracleDataCollator:
 
     With `latent_only=True` the decoder inputs are left out (training a new attribute head on the frozen latent
     space needs only the encoders).
+
+    `decoder_history_dropout` (not in the paper; default 0): the share of examples whose decoder prompt keeps only
+    the last user turn (the encoders still read the whole context). Earlier assistant turns show the aspect, so a
+    decoder that sees them can copy the style from the history and ignore z; without them, z is its only source.
     """
 
     processor: object
     latent_only: bool = False
+    decoder_history_dropout: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0 <= self.decoder_history_dropout <= 1:
+            raise ValueError(f"`decoder_history_dropout` must be in [0, 1]; got {self.decoder_history_dropout}.")
+        self._rng = random.Random(self.seed)
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        batch = dict(self.processor([e["messages"] for e in examples], responses=[e["response"] for e in examples]))
+        messages = [e["messages"] for e in examples]
+        decoder_messages = None
+        if self.decoder_history_dropout > 0:
+            decoder_messages = [m[-1:] if self._rng.random() < self.decoder_history_dropout else m for m in messages]
+        batch = dict(self.processor(messages, responses=[e["response"] for e in examples],
+                                    decoder_conversations=decoder_messages))
         if self.latent_only:
             for key in ("input_ids", "attention_mask", "labels"):
                 batch.pop(key)
