@@ -21,17 +21,6 @@ def timed(function, repeats: int = 3) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def load_model_for_benchmark(path: str | None):
-    """(model, processor): the shipped default model (None), default-model parts (a folder with
-    `miracle_settings.json`), or a saved MIRACLE model."""
-    from modeling_miracle.default_model import load_default_model
-    from training.cli import load_model_and_processor
-
-    if path is None or (Path(path) / "miracle_settings.json").is_file():
-        return load_default_model(path)
-    return load_model_and_processor(path)
-
-
 def scorer_models(folder: str, attributes: dict) -> dict:
     """The project's scorers (one per attribute, plus `nli`), trained into `folder` first when missing."""
     from training.evaluate_command import ensure_scorers

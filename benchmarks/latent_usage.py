@@ -23,7 +23,8 @@ import random
 import torch
 
 import common  # noqa: F401  (sets sys.path)
-from common import load_model_for_benchmark, scorer_models
+from common import scorer_models
+from training.cli import load_model_and_processor
 from training.data import corpus_files, dialogue_examples
 
 
@@ -99,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     torch.manual_seed(args.seed)
-    model, processor = load_model_for_benchmark(args.model)
+    model, processor = load_model_and_processor(args.model)
     attributes = model.config.attributes
     examples = validation_examples(attributes, args.per_attribute, args.seed)
     posterior, prior = posterior_and_prior_means(model, processor, examples)

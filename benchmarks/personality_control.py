@@ -27,9 +27,10 @@ import time
 import torch
 
 import common  # noqa: F401  (sets sys.path)
-from common import load_model_for_benchmark, scorer_models
+from common import scorer_models
 from control_systems import MiracleSystem, PromptSystem, SteeringSystem, training_pairs
 from training import metrics
+from training.cli import load_model_and_processor
 from training.data import CORPUS_DIR
 from training.evaluate_command import evaluation_examples
 
@@ -101,7 +102,7 @@ def main() -> None:
     unknown = sorted(set(systems) - set(ALL_SYSTEMS))
     if unknown:
         raise SystemExit(f"Unknown system(s) {unknown}; valid: {list(ALL_SYSTEMS)}.")
-    model, processor = load_model_for_benchmark(args.model)
+    model, processor = load_model_and_processor(args.model)
     attributes = model.config.attributes
     examples = evaluation_examples(args.test_file, attributes, args.max_examples)
     scorers = scorer_models(args.scorers, attributes)

@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(settings["seed"])
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
+    # The settings beside the checkpoints make each `checkpoint-N` loadable: `load_default_model(".../checkpoint-N")`.
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    (Path(args.work_dir) / "miracle_settings.json").write_text(
+        json.dumps({"config": config, "lora": lora, "training": settings}, indent=2))
     model = build_default_backbone_model(**config)
     processor = default_processor()
     dataset = load_miracle_dataset(corpus_files("train"), model.config.attributes)

@@ -74,7 +74,11 @@ def load_default_model(path: str | Path | None = None):
         raise FileNotFoundError(
             f"No trained default-model parts in {folder}; train them with `python examples/train_default_model.py`."
         )
-    settings = json.loads((folder / "miracle_settings.json").read_text())
+    # A training checkpoint (`<work-dir>/checkpoint-N`) finds the run's settings in its parent folder.
+    settings_file = next((f / "miracle_settings.json" for f in (folder, folder.parent) if (f / "miracle_settings.json").is_file()), None)
+    if settings_file is None:
+        raise FileNotFoundError(f"No miracle_settings.json in {folder} or its parent folder: not default-model parts.")
+    settings = json.loads(settings_file.read_text())
     base = build_default_backbone_model(**settings["config"])
     model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload().eval()
     return model, default_processor()

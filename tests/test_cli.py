@@ -46,3 +46,15 @@ def test_pair_flags_leave_turns_with_an_equals_sign_alone():
     assert _one_pair_per_flag(["--personality", "attitude=optimistic", "Is 2+2=4?"]) == [
         "--personality", "attitude=optimistic", "Is 2+2=4?"]
     assert _one_pair_per_flag(["--weight", "a=1", "b=2", "--", "x=y"]) == ["--weight", "a=1", "--weight", "b=2", "--", "x=y"]
+
+
+def test_generation_flags_pass_the_guidance_scale_only_when_given():
+    import argparse
+
+    from training.cli import _add_generation_flags, generation_options
+
+    parser = argparse.ArgumentParser()
+    _add_generation_flags(parser)
+    assert generation_options(parser.parse_args([])) == {"use_ebm": True, "max_new_tokens": 40}
+    options = generation_options(parser.parse_args(["--guidance-scale", "2.5", "--no-ebm"]))
+    assert options == {"use_ebm": False, "max_new_tokens": 40, "latent_guidance_scale": 2.5}

@@ -102,15 +102,28 @@ def _add_generation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--no-ebm", action="store_true", help="Skip EBM sampling (the paper's 'w/o EBM').")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance-scale", type=float, default=None,
+                        help="Decoding-time latent guidance strength (default: the model config's; 0 = off).")
+
+
+def generation_options(args) -> dict:
+    """Pipeline call arguments from the shared generation flags."""
+    options = {"use_ebm": not args.no_ebm, "max_new_tokens": args.max_new_tokens}
+    if args.guidance_scale is not None:
+        options["latent_guidance_scale"] = args.guidance_scale
+    return options
 
 
 def load_model_and_processor(path: str | None):
-    """(model, processor) of a saved MIRACLE model, or of the packaged default model when `path` is None."""
+    """(model, processor) of a saved MIRACLE model, of default-model parts (a folder with the LoRA adapter and
+    `miracle_settings.json`, e.g. a training checkpoint), or of the packaged default model when `path` is None."""
+    import os
+
     import modeling_miracle
     from modeling_miracle.default_model import load_default_model
 
-    if path is None:
-        return load_default_model()
+    if path is None or os.path.isfile(os.path.join(path, "adapter_model.safetensors")):
+        return load_default_model(path)
     model = modeling_miracle.MiracleForPersonalizedGeneration.from_pretrained(path).eval()
     return model, modeling_miracle.MiracleProcessor.from_pretrained(path)
 
@@ -136,8 +149,7 @@ def _generate(argv: list[str]) -> int:
         args.turns,
         personality=_key_values(args.personality, "personality") or None,
         attribute_weights=_key_values(args.weight, "weight", float) or None,
-        use_ebm=not args.no_ebm,
-        max_new_tokens=args.max_new_tokens,
+        **generation_options(args),
         num_return_sequences=args.num_return_sequences,
         do_sample=args.do_sample,
         return_latent_diagnostics=True,
@@ -156,7 +168,7 @@ def _demo(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from .demo import run_demo
 
-    run_demo(args.model, args.contexts, args.max_new_tokens, use_ebm=not args.no_ebm, seed=args.seed)
+    run_demo(args.model, args.contexts, seed=args.seed, **generation_options(args))
     return 0
 
 

@@ -23,8 +23,10 @@ def all_personalities(attributes: dict[str, list[str]]) -> list[dict[str, str]]:
     return [dict(zip(attributes, combo)) for combo in itertools.product(*attributes.values())]
 
 
-def run_demo(model_path: str | None, contexts: int = 2, max_new_tokens: int = 40, use_ebm: bool = True, seed: int = 0) -> list[dict]:
-    """Print and return, per context and personality, the response and each aspect's latent probability."""
+def run_demo(model_path: str | None, contexts: int = 2, max_new_tokens: int = 40, use_ebm: bool = True, seed: int = 0,
+             **generate_options) -> list[dict]:
+    """Print and return, per context and personality, the response and each aspect's latent probability
+    (`generate_options`, e.g. `latent_guidance_scale`, go to the pipeline call)."""
     from transformers import pipeline
 
     from .cli import load_model_and_processor
@@ -37,7 +39,8 @@ def run_demo(model_path: str | None, contexts: int = 2, max_new_tokens: int = 40
         print(f"\nUser: {conversation[-1]['content']}")
         torch.manual_seed(seed)
         outputs = chat([conversation] * len(personalities), personality=personalities, use_ebm=use_ebm,
-                       max_new_tokens=max_new_tokens, return_latent_diagnostics=True, batch_size=len(personalities))
+                       max_new_tokens=max_new_tokens, return_latent_diagnostics=True, batch_size=len(personalities),
+                       **generate_options)
         for personality, output in zip(personalities, outputs):
             output = output[0]
             probabilities = ", ".join(
