@@ -10,6 +10,7 @@ Each `respond(examples)` returns greedy replies for examples `{"messages", "pers
 
 from __future__ import annotations
 
+import copy
 import json
 
 import torch
@@ -115,12 +116,11 @@ class SteeringSystem:
             self.vectors[attribute] = self.mean_activation(by_aspect[1]) - self.mean_activation(by_aspect[0])
         return self
 
-    def save(self, path: str) -> None:
-        torch.save({a: v for a, v in self.vectors.items()}, path)
-
-    def load(self, path: str) -> "SteeringSystem":
-        self.vectors = torch.load(path)
-        return self
+    def with_setting(self, layer: int, scale: float) -> "SteeringSystem":
+        """The same fitted vectors, added at another layer / with another scale."""
+        other = copy.copy(self)
+        other.layer, other.scale = layer, scale
+        return other
 
     def steering_vector(self, personality: dict[str, str]) -> torch.Tensor:
         # hidden_states[i + 1] is the output of block i.

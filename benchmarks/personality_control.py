@@ -118,8 +118,7 @@ def main() -> None:
         layers, scales = (list(map(float, part.split(","))) for part in args.steering_grid.split(":"))
         for layer in layers:
             for scale in scales:
-                steering.layer, steering.scale = int(layer), scale
-                runs.append((f"steering L{int(layer)} x{scale:g}", steering))
+                runs.append((f"steering L{int(layer)} x{scale:g}", steering.with_setting(int(layer), scale)))
     else:
         for name in systems:
             system = {
