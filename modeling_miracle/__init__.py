@@ -5,10 +5,10 @@ Importing this package registers `MiracleConfig` / `MiracleForPersonalizedGenera
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-from configuration import PAPER_ATTRIBUTES, MiracleConfig
+from .configuration import PAPER_ATTRIBUTES, MiracleConfig
 
 from .conversation import normalize_conversation, normalize_conversations
-from .default_model import default_model_path, default_processor, load_default_model
+from .default_model import default_processor, load_default_model, load_model_and_processor
 from .modeling_miracle import LatentSample, MiracleForPersonalizedGeneration, MiracleOutput
 from .processing_miracle import MiracleProcessor
 
@@ -21,7 +21,7 @@ def _register_pipeline():
     """Register `pipeline("personalized-dialogue", ...)` (imported last: the pipeline module uses this package)."""
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    from pipelines.personalized_dialogue import TASK, PersonalizedDialoguePipeline
+    from .pipelines.personalized_dialogue import TASK, PersonalizedDialoguePipeline
 
     if PIPELINE_REGISTRY.supported_tasks.get(TASK, {}).get("impl") is not PersonalizedDialoguePipeline:
         PIPELINE_REGISTRY.register_pipeline(
@@ -38,9 +38,9 @@ __all__ = [
     "MiracleForPersonalizedGeneration",
     "MiracleOutput",
     "MiracleProcessor",
-    "default_model_path",
     "default_processor",
     "load_default_model",
+    "load_model_and_processor",
     "normalize_conversation",
     "normalize_conversations",
 ]

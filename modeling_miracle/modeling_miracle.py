@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from configuration import MiracleConfig
-from configuration.validation import check_config_kwargs, check_value
+from .configuration import MiracleConfig
+from .configuration.validation import check_config_kwargs, check_value
 
 from .latent_modules import AttributeHeads, GaussianHead, LatentInjection, pool_hidden_states
 from .losses import (
@@ -26,6 +26,15 @@ from .losses import (
     reconstruction_loss,
 )
 from .sampling import SamplerSettings, resolve_personality, solve_personality_ode
+
+
+def _without_pooler(load, *args, **kwargs):
+    """An encoder built by `load` without its pooling layer (MIRACLE pools the hidden states itself), for encoder
+    classes that have one; the others do not take `add_pooling_layer`."""
+    try:
+        return load(*args, add_pooling_layer=False, **kwargs)
+    except TypeError:
+        return load(*args, **kwargs)
 
 
 @dataclass
@@ -134,10 +143,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
 
     @staticmethod
     def _encoder_from_config(encoder_config):
-        try:
-            return AutoModel.from_config(encoder_config, add_pooling_layer=False)
-        except TypeError:  # encoders without a pooler
-            return AutoModel.from_config(encoder_config)
+        return _without_pooler(AutoModel.from_config, encoder_config)
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -168,10 +174,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         """
         encoder_kwargs, decoder_kwargs = dict(encoder_kwargs or {}), dict(decoder_kwargs or {})
         config_kwargs = check_config_kwargs(MiracleConfig, config_kwargs)  # a misspelt option is an error, not a new key
-        try:
-            prior = AutoModel.from_pretrained(encoder_pretrained_model_name_or_path, add_pooling_layer=False, **encoder_kwargs)
-        except TypeError:
-            prior = AutoModel.from_pretrained(encoder_pretrained_model_name_or_path, **encoder_kwargs)
+        prior = _without_pooler(AutoModel.from_pretrained, encoder_pretrained_model_name_or_path, **encoder_kwargs)
         decoder = AutoModelForCausalLM.from_pretrained(decoder_pretrained_model_name_or_path, **decoder_kwargs)
         config = MiracleConfig(encoder=prior.config, decoder=decoder.config, attributes=attributes, **config_kwargs)
         posterior = None
@@ -190,6 +193,12 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
 
     def get_posterior_encoder(self):
         return self.prior_encoder if self.config.share_encoder else self.posterior_encoder
+
+    def freeze_backbones(self):
+        """Stop gradients into the encoder(s) and the decoder; MIRACLE's own layers stay trainable."""
+        for module in (self.prior_encoder, self.get_posterior_encoder(), self.decoder):
+            module.requires_grad_(False)
+        return self
 
     def get_input_embeddings(self):
         return self.decoder.get_input_embeddings()

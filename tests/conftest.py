@@ -1,17 +1,12 @@
 """Shared fixtures: tiny random BERT / GPT-2 / Llama models built in-process, real offline tokenizers."""
 
-import os
-import sys
-
 import pytest
 import torch
 from transformers import BertConfig, BertTokenizerFast, GPT2Config, LlamaConfig
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import modeling_miracle  # noqa: E402
-from modeling_miracle import MiracleConfig, MiracleForPersonalizedGeneration, MiracleProcessor  # noqa: E402
-from modeling_miracle.backbones import load_gpt2_tokenizer, minilm_folder  # noqa: E402
+import modeling_miracle  # noqa: F401  (registers the model classes)
+from modeling_miracle import MiracleConfig, MiracleForPersonalizedGeneration, MiracleProcessor
+from modeling_miracle.backbones import load_gpt2_tokenizer, minilm_folder
 
 GPT2_VOCAB = 50257
 BERT_VOCAB = 30522

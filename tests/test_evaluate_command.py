@@ -5,8 +5,8 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from modeling_miracle import PAPER_ATTRIBUTES
-from training.evaluate_command import evaluation_examples, main
-from training.data import CORPUS_DIR
+from modeling_miracle.commands.evaluate import evaluation_examples, main
+from modeling_miracle.training.data import CORPUS_DIR
 
 from .conftest import make_model, tiny_decoder_config
 from .helpers import save_tiny_backbones

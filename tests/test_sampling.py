@@ -146,7 +146,12 @@ def test_non_finite_values_are_errors(separated_model, inputs):
 def test_generate_samples_then_decodes(separated_model, inputs):
     torch.manual_seed(0)
     out = separated_model.generate(**inputs, personality=PERSONALITY, max_new_tokens=6, pad_token_id=50256)
-    assert out.shape == (3, inputs["input_ids"].shape[1] + 6)
+    # The same as sampling the personality's latent first (same random draws) and decoding from it.
+    torch.manual_seed(0)
+    sampled = separated_model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"], personality=PERSONALITY)
+    decoded = separated_model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                       latent=sampled.latent, max_new_tokens=6, pad_token_id=50256)
+    assert out.shape == (3, inputs["input_ids"].shape[1] + 6) and torch.equal(out, decoded)
     torch.manual_seed(0)
     latent = sample(separated_model, inputs, personality=PERSONALITY, seed=0).latent
     with pytest.raises(ValueError, match="prior_input_ids"):

@@ -6,13 +6,15 @@ import pytest
 import torch
 
 from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor
-from training import MiracleTrainer, load_miracle_dataset
-from training.cli import main as cli
-from training.new_attribute import prepare_new_attribute
+from modeling_miracle.training import MiracleTrainer, load_miracle_dataset
+from modeling_miracle.commands.cli import main as cli
+from modeling_miracle.corpus import CORPUS_DIR
+from modeling_miracle.training.new_attribute import prepare_new_attribute
 
-from .helpers import REAL_DATA, save_tiny_backbones
+from .helpers import save_tiny_backbones
 
-pytestmark = pytest.mark.skipif(not REAL_DATA.is_dir(), reason="needs ../shared/data/real")
+# The packaged corpus: these tests run wherever the package is installed (no ../shared needed).
+DATA = CORPUS_DIR
 TWO_ATTRIBUTES = {"language_style": ["plain", "lyrical"], "attitude": ["pessimistic", "optimistic"]}
 
 
@@ -21,8 +23,8 @@ def train_flags(encoder, decoder, output_dir, max_steps, *extra):
         "train", "--encoder", encoder, "--decoder", decoder,
         "--attributes", json.dumps(TWO_ATTRIBUTES),
         "--miracle_config", json.dumps({"latent_size": 16, "head_hidden_size": 16}),
-        "--data_files", f"language_style={REAL_DATA / 'dialogue_language_style.train.jsonl'}",
-        f"attitude={REAL_DATA / 'dialogue_attitude.train.jsonl'}",
+        "--data_files", f"language_style={DATA / 'dialogue_language_style.train.jsonl'}",
+        f"attitude={DATA / 'dialogue_attitude.train.jsonl'}",
         "--max_dialogues_per_attribute", "60",
         "--max_encoder_length", "64", "--max_prompt_length", "64", "--max_response_length", "32",
         "--output_dir", str(output_dir), "--max_steps", str(max_steps), "--per_device_train_batch_size", "8",
@@ -103,7 +105,7 @@ def test_new_attribute_head_only_training(trained, tmp_path):
     collator = prepare_new_attribute(model, processor, "formality", ["casual", "formal"])
     assert model.config.attributes["formality"] == ["casual", "formal"]
     # New single-aspect data: reuse the language-style files with their tags as the new attribute's aspects.
-    data = load_miracle_dataset({"formality": str(REAL_DATA / "dialogue_language_style.validation.jsonl")},
+    data = load_miracle_dataset({"formality": str(DATA / "dialogue_language_style.validation.jsonl")},
                                 model.config.attributes, max_dialogues_per_attribute=40)
     from transformers import TrainingArguments
 
@@ -123,7 +125,7 @@ def test_new_attribute_head_only_training(trained, tmp_path):
 
 
 def test_lora_trains_adapters_and_miracle_layers_then_reloads(tmp_path):
-    from training.peft_utils import apply_lora, load_lora
+    from modeling_miracle.training.peft_utils import apply_lora, load_lora
 
     from .conftest import make_model
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import datasets
+
+from ..corpus import CORPUS_DIR
 
 # The authors' corpus on the Hub (unreachable offline; same code path as local files).
 AUTHORS_HUB_DATASET = "lu-vae/Miracle-Conversation"
@@ -22,7 +23,6 @@ AUTHORS_HUB_FILES = {
     "attitude": "dialogue_a.raw.jsonl",
     "mental_characteristics": "dialogue_m.raw.jsonl",
 }
-CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 
 
 class MalformedRowError(ValueError):

@@ -12,20 +12,21 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
+from ..corpus import read_jsonl
+
 NLI_LABELS = ["inconsistent", "consistent"]
 
 
 def default_scorer_backbone() -> str:
     """The packaged all-MiniLM-L6-v2 folder (a BERT-family encoder)."""
-    from modeling_miracle.backbones import minilm_folder
+    from ..backbones import minilm_folder
 
     return str(minilm_folder())
 
 
 def read_text_rows(path: str) -> list[dict]:
     """Sentence-level rows `{"text", "labels"}` of a JSONL file."""
-    with open(path, encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
+    rows = read_jsonl(path)
     for line, row in enumerate(rows, 1):
         if not isinstance(row.get("text"), str) or not isinstance(row.get("labels"), int):
             raise ValueError(f"{path}, line {line}: rows must be {{'text': str, 'labels': int}}; got {row!r}.")

@@ -10,7 +10,6 @@ coherence classifier) are loaded from `--scorers`, or trained there first from t
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import time
@@ -18,21 +17,22 @@ from pathlib import Path
 
 import torch
 
-from . import metrics
-from .data import CORPUS_DIR, dialogue_examples
-from .scorers import SequenceScorer, context_text, train_attribute_scorer, train_nli_scorer
+from ..corpus import CORPUS_DIR, read_jsonl
+from ..evaluation import metrics
+from ..evaluation.scorers import SequenceScorer, context_text, train_attribute_scorer, train_nli_scorer
+from ..sampling import all_personalities
+from ..training.data import dialogue_examples
+from .arguments import split_pair
 
 COLUMNS = ["Avg.", "BLEU", "Rouge", "NLI", "PPL", "Distinct", "sBLEU"]
 
 
 def evaluation_examples(test_files: str | list[str], attributes: dict[str, list[str]], max_examples: int | None = None) -> list[dict]:
     """One example per assistant turn: messages, reference response, target personality; interleaved by personality."""
-    combos = [dict(zip(attributes, c)) for c in itertools.product(*attributes.values())]
+    combos = all_personalities(attributes)
     by_personality: dict[tuple, list[dict]] = {}
     for test_file in [test_files] if isinstance(test_files, (str, Path)) else test_files:
-        with open(test_file, encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
-        for row in rows:
+        for row in read_jsonl(test_file):
             tags = row.get("tags")
             targets = [{a: attributes[a][tags[a]] for a in attributes}] if tags else combos
             for k, turn in enumerate(dialogue_examples({**row, "aspect_id": -1}, attribute_id=-1)):
@@ -119,7 +119,7 @@ def markdown_table(rows: dict[str, dict], attributes) -> str:
 def run_evaluation(args) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .cli import load_model_and_processor
+    from .. import load_model_and_processor
 
     model, processor = load_model_and_processor(args.model)
     attributes = model.config.attributes
@@ -127,7 +127,7 @@ def run_evaluation(args) -> dict:
     scorer_paths = ensure_scorers(args.scorers, attributes, args.scorer_backbone, args.scorer_epochs, args.scorer_data)
     scorers = {name: SequenceScorer(path) for name, path in scorer_paths.items()}
     if args.fluency_lm is None:
-        from modeling_miracle.backbones import smollm2_folder
+        from ..backbones import smollm2_folder
 
         args.fluency_lm = str(smollm2_folder())
     fluency_model = AutoModelForCausalLM.from_pretrained(args.fluency_lm).eval()
@@ -137,7 +137,7 @@ def run_evaluation(args) -> dict:
     if args.without_ebm:
         systems.append(("w/o EBM", model, processor, False))
     for spec in args.ablation:
-        name, _, path = spec.partition("=")
+        name, path = split_pair(spec, "--ablation", "name=path")
         ablated, ablated_processor = load_model_and_processor(path)
         systems.append((name, ablated, ablated_processor, True))
     rows, samples, started = {}, {}, time.time()
