@@ -15,7 +15,7 @@ from modeling_miracle.commands.cli import main as cli
 from modeling_miracle.collect import BackendArguments, CleaningConfig, CollectConfig, FatalBackendError, FilterConfig, collect
 from modeling_miracle.collect.store import LEDGER_FILE, Ledger
 
-from .helpers import save_tiny_backbones
+from .conftest import save_tiny_backbones
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ["well", "well", "well", "malformed", "ratelimit", "error500", "slow", "short", "question", "long", "few", "dup"]

@@ -5,33 +5,7 @@ import torch
 
 from modeling_miracle.sampling import SamplerSettings, resolve_personality
 
-from .conftest import CONVERSATIONS, make_model
-
-PERSONALITY = {"language_style": "lyrical", "attitude": "optimistic", "mental_characteristics": "critical"}
-OPPOSITE = {"language_style": "plain", "attitude": "pessimistic", "mental_characteristics": "emotional"}
-
-
-@pytest.fixture(scope="module")
-def separated_model():
-    """A tiny model whose heads learned that the sign of latent dim i is attribute i's aspect."""
-    model = make_model("gpt2", seed=0)
-    with torch.no_grad():
-        for p in model.decoder.parameters():
-            p.mul_(20.0)
-    heads = model.attribute_heads
-    optimizer = torch.optim.Adam(heads.parameters(), lr=1e-2)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(300):
-        z = torch.randn(256, model.config.latent_size, generator=generator)
-        loss = sum(
-            torch.nn.functional.cross_entropy(logits, (z[:, i] > 0).long())
-            for i, logits in enumerate(heads(z).values())
-        )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
-
+from .conftest import CONVERSATIONS, OPPOSITE, PERSONALITY, make_model
 
 @pytest.fixture(scope="module")
 def inputs(request):

@@ -5,7 +5,7 @@ import pytest
 from modeling_miracle.corpus import CORPUS_DIR, read_jsonl
 from modeling_miracle.evaluation.scorers import SequenceScorer, nli_rows, train_attribute_scorer
 
-from .helpers import REAL_DATA, save_tiny_backbones
+from .conftest import REAL_DATA, save_tiny_backbones
 
 
 def test_nli_rows_pair_each_context_with_its_own_and_a_foreign_response(tmp_path):

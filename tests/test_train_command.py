@@ -30,7 +30,7 @@ from modeling_miracle.training.data import corpus_files
 from modeling_miracle.training.kl_schedule import cyclical_beta
 from modeling_miracle.training.trainer import LOGGED_COMPONENTS
 
-from .helpers import save_tiny_backbones, write_dialogue_files
+from .conftest import save_tiny_backbones, write_dialogue_files
 from .train_worker import recorders
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from modeling_miracle.commands.cli import main as cli
 from modeling_miracle.corpus import CORPUS_DIR
 from modeling_miracle.training.new_attribute import prepare_new_attribute
 
-from .helpers import save_tiny_backbones
+from .conftest import save_tiny_backbones
 
 # The packaged corpus: these tests run wherever the package is installed (no ../shared needed).
 DATA = CORPUS_DIR
