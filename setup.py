@@ -32,7 +32,6 @@ setup(
         "transformers>=5.23,<6",
         "torchdiffeq>=0.2.4",
         "datasets>=3.0",
-        "evaluate>=0.4.3",
         "accelerate>=1.0",
         "peft>=0.17",
         "huggingface-hub>=1.0",

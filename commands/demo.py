@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from ..corpus import CORPUS_DIR, read_jsonl
@@ -23,12 +25,16 @@ def run_demo(model_path: str | None, contexts: int = 2, max_new_tokens: int = 40
 
     from .. import load_model_and_processor
 
+    print(f"Loading {model_path or 'the packaged default model'} ...", file=sys.stderr, flush=True)
     model, processor = load_model_and_processor(model_path)
     chat = pipeline("personalized-dialogue", model=model, processor=processor)
     personalities = all_personalities(model.config.attributes)
     results = []
-    for conversation in test_contexts(contexts):
-        print(f"\nUser: {conversation[-1]['content']}")
+    conversations = test_contexts(contexts)
+    for number, conversation in enumerate(conversations, 1):
+        print(f"\nUser: {conversation[-1]['content']}", flush=True)
+        print(f"(context {number}/{len(conversations)}: generating {len(personalities)} responses ...)", file=sys.stderr,
+              flush=True)
         torch.manual_seed(seed)
         outputs = chat([conversation] * len(personalities), personality=personalities, use_ebm=use_ebm,
                        max_new_tokens=max_new_tokens, return_latent_diagnostics=True, batch_size=len(personalities),
@@ -38,6 +44,6 @@ def run_demo(model_path: str | None, contexts: int = 2, max_new_tokens: int = 40
             probabilities = ", ".join(
                 f"{d['aspect']} {d['before']:.2f}->{d['after']:.2f}" for d in output["latent_diagnostics"].values()
             )
-            print(f"  [{' + '.join(personality.values())}]  ({probabilities})\n    {output['generated_text']}")
+            print(f"  [{' + '.join(personality.values())}]  ({probabilities})\n    {output['generated_text']}", flush=True)
             results.append({"context": conversation, "personality": personality, **output})
     return results

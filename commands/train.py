@@ -164,7 +164,6 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
     use_lora = model_args.lora and not (new_attribute and model_args.train_head_only)
     trained = apply_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
                          include_encoders=model_args.lora_encoders) if use_lora else model
-    training_args.remove_unused_columns = False
     trainer = MiracleTrainer(
         model=trained,
         args=training_args,
@@ -174,6 +173,7 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         processing_class=processor,
         data_description=f"{report.dialogues} dialogues ({report.examples} examples) from {files}"
         + (f" in {data_args.hub_dataset}" if data_args.hub_dataset else ""),
+        datasets=[data_args.hub_dataset] if data_args.hub_dataset else None,
         callbacks=[TrainingSummaryCallback(describe_model(model_args, model, new_attribute, use_lora) + data_lines)],
     )
     if use_lora and trainer.is_fsdp_enabled:

@@ -44,11 +44,9 @@ def nli_rows(dialogue_files: list[str], seed: int = 0) -> list[dict]:
     dialogue (inconsistent), balanced."""
     examples = []
     for path in dialogue_files:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle):
-                row = json.loads(line)
-                for k in range(len(row["output"])):
-                    examples.append((context_text(row["input"], row["output"], k), row["output"][k], (path, number)))
+        for number, row in enumerate(read_jsonl(path)):
+            for k in range(len(row["output"])):
+                examples.append((context_text(row["input"], row["output"], k), row["output"][k], (path, number)))
     rng = random.Random(seed)
     rows = []
     for context, response, owner in examples:
@@ -98,6 +96,7 @@ def train_sequence_classifier(
         output_dir=output_dir, num_train_epochs=epochs, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=64, save_strategy="no", report_to=[], seed=seed, logging_steps=20, disable_tqdm=True,
     )
+    args.dataloader_pin_memory = args.device.type != "cpu"  # pinning without an accelerator only warns
 
     def compute_metrics(prediction):
         return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean() * 100)}

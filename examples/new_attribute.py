@@ -37,8 +37,7 @@ def main():
     MiracleTrainer(
         model=model,
         args=TrainingArguments(output_dir=output, max_steps=args.max_steps, per_device_train_batch_size=32,
-                               learning_rate=1e-3, logging_steps=20, save_strategy="no", report_to=[],
-                               remove_unused_columns=False),
+                               learning_rate=1e-3, logging_steps=20, save_strategy="no", report_to=[]),
         train_dataset=dataset,
         data_collator=collator,
     ).train()

@@ -109,7 +109,6 @@ def main(argv: list[str] | None = None) -> None:
         save_steps=args.save_steps or 500,
         save_total_limit=2,
         report_to=[],
-        remove_unused_columns=False,
         seed=settings["seed"],
         dataloader_num_workers=0,
     )

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, TrainingArguments, set_seed
 
 from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor
 from modeling_miracle.backbones import minilm_folder, smollm2_folder
-from modeling_miracle.training import MiracleDataCollator, MiracleTrainer, corpus_files, load_miracle_dataset
+from modeling_miracle.training import MiracleTrainer, corpus_files, load_miracle_dataset
 from modeling_miracle.commands.arguments import DataArguments
 from modeling_miracle.training.peft_utils import apply_lora
 from modeling_miracle.training.run_folder import prepare_output_dir
@@ -51,9 +51,8 @@ def main():
         model=trained,
         args=TrainingArguments(output_dir=args.output_dir, max_steps=args.max_steps, per_device_train_batch_size=8,
                                learning_rate=5e-5 if args.full else 1e-3, logging_steps=10, save_steps=100,
-                               report_to=[], remove_unused_columns=False, seed=args.seed),
+                               report_to=[], seed=args.seed),
         train_dataset=dataset,
-        data_collator=MiracleDataCollator(processor),
         processing_class=processor,
     )
     trainer.train()

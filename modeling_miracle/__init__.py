@@ -1,9 +1,11 @@
 """MIRACLE: personalized dialogue generation with multiple personal attribute control (EMNLP 2023 Findings).
 
-Importing this package registers `MiracleConfig` / `MiracleForPersonalizedGeneration` with the Auto classes.
+Importing this package registers `MiracleConfig` / `MiracleForPersonalizedGeneration` / `MiracleProcessor` with the
+Auto classes (`AutoConfig`, `AutoModel`, `AutoModelForCausalLM`, `AutoProcessor`) and the `"personalized-dialogue"`
+pipeline task.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor
 
 from .configuration import PAPER_ATTRIBUTES, MiracleConfig
 
@@ -15,6 +17,7 @@ from .processing_miracle import MiracleProcessor
 AutoConfig.register(MiracleConfig.model_type, MiracleConfig, exist_ok=True)
 AutoModel.register(MiracleConfig, MiracleForPersonalizedGeneration, exist_ok=True)
 AutoModelForCausalLM.register(MiracleConfig, MiracleForPersonalizedGeneration, exist_ok=True)
+AutoProcessor.register(MiracleConfig, MiracleProcessor, exist_ok=True)
 
 
 def _register_pipeline():

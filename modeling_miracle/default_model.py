@@ -42,17 +42,10 @@ def build_default_backbone_model(**config_overrides):
     """A fresh MIRACLE model on the default backbones (MIRACLE layers random), backbones frozen."""
     from .modeling_miracle import MiracleForPersonalizedGeneration
 
-    from transformers.utils import logging
-
     settings = {**DEFAULT_CONFIG, **config_overrides}
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()  # MiniLM's unused pooler weights would print a load report
-    try:
-        model = MiracleForPersonalizedGeneration.from_encoder_decoder_pretrained(
-            str(minilm_folder()), str(smollm2_folder()), attributes=settings.pop("attributes", PAPER_ATTRIBUTES), **settings
-        )
-    finally:
-        logging.set_verbosity(verbosity)
+    model = MiracleForPersonalizedGeneration.from_encoder_decoder_pretrained(
+        str(minilm_folder()), str(smollm2_folder()), attributes=settings.pop("attributes", PAPER_ATTRIBUTES), **settings
+    )
     return model.freeze_backbones()
 
 

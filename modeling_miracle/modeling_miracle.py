@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass
 
@@ -28,13 +29,29 @@ from .losses import (
 from .sampling import SamplerSettings, resolve_personality, solve_personality_ode
 
 
+class _PoolerOnlyLoadReport(logging.Filter):
+    """Drops a checkpoint load report whose only rows are the pooler weights that MIRACLE leaves out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        rows = [line for line in message.splitlines() if "|" in line and not line.startswith(("Key", "-"))]
+        return not rows or not all(row.split("|")[0].strip().startswith("pooler.") for row in rows)
+
+
 def _without_pooler(load, *args, **kwargs):
     """An encoder built by `load` without its pooling layer (MIRACLE pools the hidden states itself), for encoder
-    classes that have one; the others do not take `add_pooling_layer`."""
+    classes that have one; the others do not take `add_pooling_layer`. The checkpoint's pooler weights, expected to
+    go unused, are not reported."""
+    quiet, loader_logger = _PoolerOnlyLoadReport(), logging.getLogger("transformers.modeling_utils")
+    loader_logger.addFilter(quiet)
     try:
         return load(*args, add_pooling_layer=False, **kwargs)
     except TypeError:
         return load(*args, **kwargs)
+    finally:
+        loader_logger.removeFilter(quiet)
 
 
 @dataclass
@@ -193,6 +210,12 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
 
     def get_posterior_encoder(self):
         return self.prior_encoder if self.config.share_encoder else self.posterior_encoder
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """`is_activation_checkpointing` under its older name, which PEFT still reads when it wraps a model (the
+        base property warns on every access)."""
+        return self.is_activation_checkpointing
 
     def freeze_backbones(self):
         """Stop gradients into the encoder(s) and the decoder; MIRACLE's own layers stay trainable."""
