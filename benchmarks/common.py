@@ -20,7 +20,7 @@ def timed(function, repeats: int = 3) -> tuple[float, object]:
 
 def scorer_models(folder: str, attributes: dict) -> dict:
     """The project's scorers (one per attribute, plus `nli`), trained into `folder` first when missing."""
-    from modeling_miracle.commands.evaluate import ensure_scorers
+    from modeling_miracle.evaluation.suite import ensure_scorers
     from modeling_miracle.evaluation.scorers import SequenceScorer
 
     return {name: SequenceScorer(path) for name, path in ensure_scorers(folder, attributes).items()}

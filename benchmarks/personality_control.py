@@ -31,7 +31,7 @@ from control_systems import MiracleSystem, PromptSystem, SteeringSystem, trainin
 from modeling_miracle.evaluation import metrics
 from modeling_miracle.commands.cli import load_model_and_processor
 from modeling_miracle.training.data import CORPUS_DIR
-from modeling_miracle.commands.evaluate import evaluation_examples
+from modeling_miracle.evaluation.suite import evaluation_examples
 
 ALL_SYSTEMS = ("prompt", "steering", "no_ebm", "miracle", "guided")
 

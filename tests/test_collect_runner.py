@@ -147,7 +147,7 @@ def test_fatal_errors_stop_the_run_with_a_clear_message(tmp_path, formality_file
 
 
 def test_test_mode_collects_tagged_multi_attribute_dialogues(tmp_path, formality_file, chat_server):
-    from modeling_miracle.commands.evaluate import evaluation_examples
+    from modeling_miracle.evaluation.suite import evaluation_examples
 
     topics = topics_file(tmp_path, ["well"] * 3)
     config = CollectConfig(output_dir=str(tmp_path / "test"), attributes_file=["default", str(formality_file)],

@@ -4,7 +4,8 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from modeling_miracle import PAPER_ATTRIBUTES
-from modeling_miracle.commands.evaluate import evaluation_examples, main
+from modeling_miracle.commands.evaluate import main
+from modeling_miracle.evaluation.suite import evaluation_examples
 from modeling_miracle.training.data import CORPUS_DIR
 
 from .conftest import make_model, save_tiny_backbones, tiny_decoder_config
