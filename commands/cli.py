@@ -130,6 +130,7 @@ def _generate(argv: list[str]) -> int:
 
     from .. import load_model_and_processor
 
+    print(f"Loading {args.model or 'the packaged default model'} ...", file=sys.stderr, flush=True)
     model, processor = load_model_and_processor(args.model)
     chat = pipeline("personalized-dialogue", model=model, processor=processor)
     torch.manual_seed(args.seed)

@@ -14,8 +14,9 @@ def test_generate_prints_responses_and_latent_probabilities(tmp_path, processor,
     processor.save_pretrained(tmp_path)
     assert main(["generate", "--model", str(tmp_path), "--personality", "attitude=optimistic", "--weight", "attitude=2",
                  "--max-new-tokens", "3", "--num-return-sequences", "2", "--do-sample", "--", "I moved.", "Nice.", "Any tips?"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("attitude=optimistic: latent probability") == 2
+    captured = capsys.readouterr()
+    assert captured.out.count("attitude=optimistic: latent probability") == 2
+    assert f"Loading {tmp_path} ..." in captured.err  # said before the slow part
 
 
 def test_unknown_command_and_bad_pairs(capsys, tmp_path, processor):
