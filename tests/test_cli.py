@@ -69,7 +69,7 @@ def test_generation_flags_pass_the_guidance_scale_only_when_given():
 TRAINER_STACK = ("transformers.trainer", "datasets", "peft", "modeling_miracle.training", "modeling_miracle.evaluation")
 
 
-def test_help_and_generate_do_not_import_the_trainer_stack(tmp_path, processor):
+def test_help_generate_and_demo_do_not_import_the_trainer_stack(tmp_path, processor):
     make_model("gpt2").save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     script = (
@@ -79,8 +79,11 @@ def test_help_and_generate_do_not_import_the_trainer_stack(tmp_path, processor):
         f"print('after help:', sorted(m for m in {TRAINER_STACK!r} if m in sys.modules))\n"
         f"assert main(['generate', '--model', {str(tmp_path)!r}, '--max-new-tokens', '2', 'Hi?']) == 0\n"
         f"print('after generate:', sorted(m for m in {TRAINER_STACK!r} if m in sys.modules))\n"
+        f"assert main(['demo', '--model', {str(tmp_path)!r}, '--contexts', '1', '--max-new-tokens', '2']) == 0\n"
+        f"print('after demo:', sorted(m for m in {TRAINER_STACK!r} if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "after help: []" in result.stdout
     assert "after generate: []" in result.stdout
+    assert "after demo: []" in result.stdout
