@@ -2,6 +2,9 @@
 
 from setuptools import setup
 
+# Repository folders installed under `modeling_miracle` (the layout is described in README.md, "Architecture").
+SUBPACKAGES = ["configuration", "pipelines", "training", "evaluation", "corpus", "collect", "commands"]
+
 setup(
     name="miracle-dialogue",
     version="0.1.0",
@@ -11,16 +14,16 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=[
-        "configuration",
-        "modeling_miracle",
-        "pipelines",
-        "training",
-        "training.corpus",
-        "training.collect",
-    ],
-    package_data={"training.corpus": ["*.jsonl", "*.txt", "*.md", "sources/*.jsonl"], "modeling_miracle": ["default_model/*"],
-                  "training.collect": ["*.yaml"]},
+    # One installed namespace: every top-level folder of the repository is a subpackage of `modeling_miracle`
+    # (`training/` installs as `modeling_miracle.training`, ...), so nothing generic lands on `sys.path`.
+    packages=["modeling_miracle"] + [f"modeling_miracle.{name}" for name in SUBPACKAGES],
+    package_dir={"modeling_miracle": "modeling_miracle",
+                 **{f"modeling_miracle.{name}": name.replace(".", "/") for name in SUBPACKAGES}},
+    package_data={
+        "modeling_miracle": ["default_model/*"],
+        "modeling_miracle.corpus": ["*.jsonl", "*.txt", "*.md", "sources/*.jsonl"],
+        "modeling_miracle.collect": ["*.yaml"],
+    },
     include_package_data=True,
     install_requires=[
         # torch is pinned by the install commands (`pip install torch==2.13.0` first): a range here would let
@@ -29,7 +32,6 @@ setup(
         "transformers>=5.23,<6",
         "torchdiffeq>=0.2.4",
         "datasets>=3.0",
-        "evaluate>=0.4.3",
         "accelerate>=1.0",
         "peft>=0.17",
         "huggingface-hub>=1.0",
@@ -42,7 +44,7 @@ setup(
         "eval": ["nltk>=3.8", "rouge-score>=0.1.2"],
         "tests": ["pytest>=8", "gguf>=0.10", "nltk>=3.8", "rouge-score>=0.1.2"],
     },
-    entry_points={"console_scripts": ["miracle=training.cli:main"]},
+    entry_points={"console_scripts": ["miracle=modeling_miracle.commands.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

@@ -15,7 +15,7 @@ import torch
 from common import timed
 
 from modeling_miracle.default_model import build_default_backbone_model, default_processor
-from training.demo import test_contexts
+from modeling_miracle.commands.demo import test_contexts
 
 PERSONALITY = {"language_style": "lyrical", "attitude": "optimistic", "mental_characteristics": "critical"}
 

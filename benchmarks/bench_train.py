@@ -11,10 +11,9 @@ import argparse
 import time
 
 import torch
-import common  # noqa: F401  (sets sys.path)
 
 from modeling_miracle.default_model import build_default_backbone_model, default_processor
-from training import MiracleDataCollator, corpus_files, load_miracle_dataset
+from modeling_miracle.training import MiracleDataCollator, corpus_files, load_miracle_dataset
 
 
 def throughput(step, batches) -> float:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def timed(function, repeats: int = 3) -> tuple[float, object]:
@@ -23,7 +20,7 @@ def timed(function, repeats: int = 3) -> tuple[float, object]:
 
 def scorer_models(folder: str, attributes: dict) -> dict:
     """The project's scorers (one per attribute, plus `nli`), trained into `folder` first when missing."""
-    from training.evaluate_command import ensure_scorers
-    from training.scorers import SequenceScorer
+    from modeling_miracle.evaluation.suite import ensure_scorers
+    from modeling_miracle.evaluation.scorers import SequenceScorer
 
     return {name: SequenceScorer(path) for name, path in ensure_scorers(folder, attributes).items()}

@@ -168,7 +168,7 @@ class MiracleSystem:
 
 def training_pairs(attributes: dict[str, list[str]], per_aspect: int = 64) -> dict:
     """(messages, response) pairs of the packaged corpus's training dialogues, per attribute and aspect."""
-    from training.data import corpus_files, dialogue_examples
+    from modeling_miracle.training.data import corpus_files, dialogue_examples
 
     pairs = {}
     for attribute, path in corpus_files("train").items():

@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-import common  # noqa: F401  (sets sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 PERSONALITY = {"language_style": "lyrical", "attitude": "optimistic", "mental_characteristics": "critical"}
@@ -29,7 +28,7 @@ def train(output_dir: Path, steps: int, batch_size: int, bf16: bool, device: str
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
         "--mixed_precision", "bf16" if bf16 else "no", "--dynamo_backend", "no",
-        "-m", "training.cli", "train", "--encoder", "default", "--decoder", "default",
+        "-m", "modeling_miracle.commands.cli", "train", "--encoder", "default", "--decoder", "default",
         "--lora", "true", "--freeze_backbones", "true", "--max_dialogues_per_attribute", "200",
         "--output_dir", str(output_dir), "--max_steps", str(steps), "--per_device_train_batch_size", str(batch_size),
         "--learning_rate", "1e-3", "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",
@@ -48,7 +47,7 @@ def generate_seconds(folder: Path, device: str, dtype: torch.dtype) -> tuple[flo
     from common import timed
 
     from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor
-    from training.demo import test_contexts
+    from modeling_miracle.commands.demo import test_contexts
 
     model = MiracleForPersonalizedGeneration.from_pretrained(folder, dtype=dtype).to(device).eval()
     processor = MiracleProcessor.from_pretrained(folder)

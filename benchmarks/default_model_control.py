@@ -9,10 +9,9 @@ aspect's mean latent-classifier probability before and after the ODE, and the sh
 import argparse
 
 import torch
-import common  # noqa: F401  (sets sys.path)
 
 from modeling_miracle import load_default_model
-from training.demo import all_personalities, test_contexts
+from modeling_miracle.commands.demo import all_personalities, test_contexts
 
 
 def main() -> None:

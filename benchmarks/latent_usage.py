@@ -22,10 +22,9 @@ import random
 
 import torch
 
-import common  # noqa: F401  (sets sys.path)
 from common import scorer_models
-from training.cli import load_model_and_processor
-from training.data import corpus_files, dialogue_examples
+from modeling_miracle.commands.cli import load_model_and_processor
+from modeling_miracle.training.data import corpus_files, dialogue_examples
 
 
 def validation_examples(attributes: dict[str, list[str]], per_attribute: int, seed: int = 0) -> list[dict]:

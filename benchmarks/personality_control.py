@@ -26,13 +26,12 @@ import time
 
 import torch
 
-import common  # noqa: F401  (sets sys.path)
 from common import scorer_models
 from control_systems import MiracleSystem, PromptSystem, SteeringSystem, training_pairs
-from training import metrics
-from training.cli import load_model_and_processor
-from training.data import CORPUS_DIR
-from training.evaluate_command import evaluation_examples
+from modeling_miracle.evaluation import metrics
+from modeling_miracle.commands.cli import load_model_and_processor
+from modeling_miracle.training.data import CORPUS_DIR
+from modeling_miracle.evaluation.suite import evaluation_examples
 
 ALL_SYSTEMS = ("prompt", "steering", "no_ebm", "miracle", "guided")
 

@@ -7,11 +7,8 @@ Equivalent to `miracle evaluate --without-ebm ...`: scorers are trained on first
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training.evaluate_command import main  # noqa: E402
+from modeling_miracle.commands.evaluate import main
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

@@ -8,17 +8,13 @@ the new head trains; the rest of the model, existing heads included, stays exact
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from transformers import TrainingArguments
 
-from transformers import TrainingArguments  # noqa: E402
-
-from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor  # noqa: E402
-from training import MiracleTrainer, load_miracle_dataset  # noqa: E402
-from training.new_attribute import prepare_new_attribute  # noqa: E402
-from training.run_folder import prepare_output_dir  # noqa: E402
+from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor
+from modeling_miracle.training import MiracleTrainer, load_miracle_dataset
+from modeling_miracle.training.new_attribute import prepare_new_attribute
+from modeling_miracle.training.run_folder import prepare_output_dir
 
 
 def main():
@@ -41,8 +37,7 @@ def main():
     MiracleTrainer(
         model=model,
         args=TrainingArguments(output_dir=output, max_steps=args.max_steps, per_device_train_batch_size=32,
-                               learning_rate=1e-3, logging_steps=20, save_strategy="no", report_to=[],
-                               remove_unused_columns=False),
+                               learning_rate=1e-3, logging_steps=20, save_strategy="no", report_to=[]),
         train_dataset=dataset,
         data_collator=collator,
     ).train()

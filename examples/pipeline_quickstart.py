@@ -7,15 +7,11 @@ the packaged default model is used (`modeling_miracle.load_default_model`).
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+import torch
+from transformers import pipeline
 
-import torch  # noqa: E402
-from transformers import pipeline  # noqa: E402
-
-import modeling_miracle  # noqa: E402  (registers the "personalized-dialogue" task)
+import modeling_miracle  # noqa: F401  (registers the "personalized-dialogue" task)
 
 
 def default_pipeline():

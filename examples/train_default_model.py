@@ -5,7 +5,7 @@
 
 Backbones: the packaged all-MiniLM-L6-v2 (shared prior/posterior encoder, frozen) and SmolLM2-135M-Instruct
 (frozen, LoRA r=8 on q/v); trained: Gaussian heads, latent injection (embedding add + latent prefix), the three
-attribute heads, LoRA. Data: `training/corpus/dialogue_*.train.jsonl` (1,224 dialogues, one example per turn).
+attribute heads, LoRA. Data: `corpus/dialogue_*.train.jsonl` (1,224 dialogues, one example per turn).
 Writes the adapter (+ MIRACLE layers) and `miracle_settings.json` (settings, data, time taken) to
 `<work-dir>/final`, or over the shipped parts in `modeling_miracle/default_model` with `--replace-shipped`.
 Checkpoints go to `<work-dir>` every `--save-steps`; `--resume` continues from the last one there. A trial run never
@@ -16,25 +16,22 @@ checkpoints are deleted first), and the result is written beside its folder and 
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from transformers import TrainingArguments, set_seed
 
-import torch  # noqa: E402
-from transformers import TrainingArguments, set_seed  # noqa: E402
-
-from modeling_miracle.default_model import (  # noqa: E402
+from modeling_miracle.default_model import (
     DEFAULT_CONFIG,
     DEFAULT_LORA,
     DEFAULT_MODEL_DIR,
     build_default_backbone_model,
     default_processor,
 )
-from training import MiracleDataCollator, MiracleTrainer, corpus_files, load_miracle_dataset  # noqa: E402
-from training.peft_utils import apply_lora  # noqa: E402
-from training.run_folder import prepare_output_dir  # noqa: E402
+from modeling_miracle.training import MiracleDataCollator, MiracleTrainer, corpus_files, load_miracle_dataset
+from modeling_miracle.training.peft_utils import apply_lora
+from modeling_miracle.training.run_folder import prepare_output_dir
 
 SETTINGS = {"max_steps": 240, "batch_size": 8, "learning_rate": 1e-3, "warmup_steps": 20, "seed": 42}
 ALL_LINEAR = {"llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
@@ -112,7 +109,6 @@ def main(argv: list[str] | None = None) -> None:
         save_steps=args.save_steps or 500,
         save_total_limit=2,
         report_to=[],
-        remove_unused_columns=False,
         seed=settings["seed"],
         dataloader_num_workers=0,
     )
@@ -121,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         args=training_args,
         train_dataset=dataset,
         data_collator=MiracleDataCollator(processor, decoder_history_dropout=args.history_dropout, seed=settings["seed"]),
-        data_description="MIRACLE corpus (training/corpus), train split: 1,224 single-aspect dialogues",
+        data_description="MIRACLE corpus (modeling_miracle.corpus), train split: 1,224 single-aspect dialogues",
     )
     start = time.time()
     trainer.train(resume_from_checkpoint=True if args.resume else None)

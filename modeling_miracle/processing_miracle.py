@@ -8,7 +8,7 @@ import os
 import torch
 from transformers import AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
 
-from configuration.validation import as_python_scalar
+from .configuration.validation import as_python_scalar
 
 from .conversation import normalize_conversations
 

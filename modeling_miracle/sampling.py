@@ -4,14 +4,15 @@ heads, and an ODE (torchdiffeq) that moves the context's prior sample towards lo
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass, fields
 
 import torch
 from torchdiffeq import odeint
 
-from configuration.configuration_miracle import FIXED_STEP_METHODS
-from configuration.validation import as_python_scalar, check_value, declared_field_types
+from .configuration.configuration_miracle import FIXED_STEP_METHODS
+from .configuration.validation import as_python_scalar, check_value, declared_field_types
 
 # Largest |attribute weight|: beyond float32's range a weight cannot even be stored.
 MAX_ATTRIBUTE_WEIGHT = float(torch.finfo(torch.float32).max)
@@ -77,6 +78,11 @@ class Personality:
     @property
     def named(self) -> torch.Tensor:
         return self.aspects >= 0
+
+
+def all_personalities(attributes: dict[str, list[str]]) -> list[dict[str, str]]:
+    """Every combination of one aspect per attribute (2^3 = 8 for the paper's attributes), in attribute order."""
+    return [dict(zip(attributes, combo)) for combo in itertools.product(*attributes.values())]
 
 
 def resolve_personality(config, personality, attribute_weights, batch_size: int, device=None) -> Personality:

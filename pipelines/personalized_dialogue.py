@@ -10,11 +10,11 @@ import types
 import torch
 from transformers import GenerationConfig, Pipeline
 
-from configuration.validation import check_value
-from modeling_miracle.conversation import normalize_conversations
-from modeling_miracle.modeling_miracle import MiracleForPersonalizedGeneration
-from modeling_miracle.processing_miracle import MiracleProcessor
-from modeling_miracle.sampling import SamplerSettings, per_row, resolve_personality
+from ..configuration.validation import check_value
+from ..conversation import normalize_conversations
+from ..modeling_miracle import MiracleForPersonalizedGeneration
+from ..processing_miracle import MiracleProcessor
+from ..sampling import SamplerSettings, per_row, resolve_personality
 
 TASK = "personalized-dialogue"
 

@@ -1,17 +1,16 @@
-"""Shared fixtures: tiny random BERT / GPT-2 / Llama models built in-process, real offline tokenizers."""
+"""Shared fixtures and helpers: tiny random BERT / GPT-2 / Llama models built in-process (and saved to disk as
+backbones), real offline tokenizers, small dialogue files, a model whose heads separate the aspects."""
 
-import os
-import sys
+import json
+import random
+from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertTokenizerFast, GPT2Config, LlamaConfig
+from transformers import BertConfig, BertModel, BertTokenizerFast, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import modeling_miracle  # noqa: E402
-from modeling_miracle import MiracleConfig, MiracleForPersonalizedGeneration, MiracleProcessor  # noqa: E402
-from modeling_miracle.backbones import load_gpt2_tokenizer, minilm_folder  # noqa: E402
+from modeling_miracle import MiracleConfig, MiracleForPersonalizedGeneration, MiracleProcessor
+from modeling_miracle.backbones import load_gpt2_tokenizer, minilm_folder
 
 GPT2_VOCAB = 50257
 BERT_VOCAB = 30522
@@ -119,8 +118,79 @@ FORMALITY_SPEC = {
 @pytest.fixture
 def formality_file(tmp_path):
     """A user's attributes file (JSON) with one new attribute."""
-    import json
-
     path = tmp_path / "formality.json"
     path.write_text(json.dumps(FORMALITY_SPEC), encoding="utf-8")
     return path
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL_DATA = SHARED_DATA / "real"
+
+
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop")
+
+
+def save_tiny_backbones(folder: Path, decoder_kind: str = "gpt2", seed: int = 0, dropout: bool = True) -> tuple[str, str]:
+    """A tiny random BERT encoder and GPT-2 / Llama decoder with their tokenizers, saved under `folder`
+    (`dropout=False`: dropout off, so that two training runs differ only where the test wants them to)."""
+    torch.manual_seed(seed)
+    encoder_dir, decoder_dir = folder / "encoder", folder / "decoder"
+    configs = [tiny_encoder_config(), tiny_decoder_config(decoder_kind)]
+    for config in configs if not dropout else []:
+        for name in DROPOUT_FIELDS:
+            if hasattr(config, name):
+                setattr(config, name, 0.0)
+    BertModel(configs[0], add_pooling_layer=False).save_pretrained(encoder_dir)
+    BertTokenizerFast.from_pretrained(minilm_folder()).save_pretrained(encoder_dir)
+    decoder_class = GPT2LMHeadModel if decoder_kind == "gpt2" else LlamaForCausalLM
+    decoder_class(configs[1]).save_pretrained(decoder_dir)
+    load_gpt2_tokenizer().save_pretrained(decoder_dir)
+    return str(encoder_dir), str(decoder_dir)
+
+
+def write_dialogue_files(folder: Path, dialogues_per_attribute: int = 12, turns: int = 2) -> dict[str, str]:
+    """Small single-aspect dialogue files in the authors' format for `language_style` and `attitude` (tags
+    alternate), every response unique; returns attribute -> path."""
+    rng = random.Random(0)
+    words = "sun rain garden music book river city friend dinner movie walk coffee train song night morning".split()
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for attribute, tones in (("language_style", ("plainly", "sweetly")), ("attitude", ("sadly", "happily"))):
+        rows = []
+        for d in range(dialogues_per_attribute):
+            tag = d % 2
+            rows.append({
+                "input": [f"What about the {rng.choice(words)} and the {rng.choice(words)}?" for _ in range(turns)],
+                "output": [f"I {tones[tag]} like the {rng.choice(words)} ({attribute} {d}.{t})." for t in range(turns)],
+                "personas": "",
+                "tag": tag,
+            })
+        files[attribute] = str(folder / f"{attribute}.jsonl")
+        Path(files[attribute]).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return files
+
+
+PERSONALITY = {"language_style": "lyrical", "attitude": "optimistic", "mental_characteristics": "critical"}
+OPPOSITE = {"language_style": "plain", "attitude": "pessimistic", "mental_characteristics": "emotional"}
+
+
+@pytest.fixture(scope="module")
+def separated_model():
+    """A tiny model whose heads learned that the sign of latent dim i is attribute i's aspect."""
+    model = make_model("gpt2", seed=0)
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(20.0)
+    heads = model.attribute_heads
+    optimizer = torch.optim.Adam(heads.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        z = torch.randn(256, model.config.latent_size, generator=generator)
+        loss = sum(
+            torch.nn.functional.cross_entropy(logits, (z[:, i] > 0).long())
+            for i, logits in enumerate(heads(z).values())
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()

@@ -1,7 +1,10 @@
+import subprocess
+import sys
+
 import pytest
 
-import training.cli as cli_module
-from training.cli import main
+import modeling_miracle.commands.cli as cli_module
+from modeling_miracle.commands.cli import main
 
 from .conftest import make_model
 
@@ -11,8 +14,9 @@ def test_generate_prints_responses_and_latent_probabilities(tmp_path, processor,
     processor.save_pretrained(tmp_path)
     assert main(["generate", "--model", str(tmp_path), "--personality", "attitude=optimistic", "--weight", "attitude=2",
                  "--max-new-tokens", "3", "--num-return-sequences", "2", "--do-sample", "--", "I moved.", "Nice.", "Any tips?"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("attitude=optimistic: latent probability") == 2
+    captured = capsys.readouterr()
+    assert captured.out.count("attitude=optimistic: latent probability") == 2
+    assert f"Loading {tmp_path} ..." in captured.err  # said before the slow part
 
 
 def test_unknown_command_and_bad_pairs(capsys, tmp_path, processor):
@@ -41,7 +45,7 @@ def test_generate_in_the_form_the_help_shows(tmp_path, processor, capsys):
 
 
 def test_pair_flags_leave_turns_with_an_equals_sign_alone():
-    from training.cli import _one_pair_per_flag
+    from modeling_miracle.commands.cli import _one_pair_per_flag
 
     assert _one_pair_per_flag(["--personality", "attitude=optimistic", "Is 2+2=4?"]) == [
         "--personality", "attitude=optimistic", "Is 2+2=4?"]
@@ -51,10 +55,35 @@ def test_pair_flags_leave_turns_with_an_equals_sign_alone():
 def test_generation_flags_pass_the_guidance_scale_only_when_given():
     import argparse
 
-    from training.cli import _add_generation_flags, generation_options
+    from modeling_miracle.commands.cli import _add_generation_flags, generation_options
 
     parser = argparse.ArgumentParser()
     _add_generation_flags(parser)
     assert generation_options(parser.parse_args([])) == {"use_ebm": True, "max_new_tokens": 40}
     options = generation_options(parser.parse_args(["--guidance-scale", "2.5", "--no-ebm"]))
     assert options == {"use_ebm": False, "max_new_tokens": 40, "latent_guidance_scale": 2.5}
+
+
+# Modules of training and evaluation that the inference commands must not load (`miracle --help` took ~10 s when
+# the command line lived in the training package).
+TRAINER_STACK = ("transformers.trainer", "datasets", "peft", "modeling_miracle.training", "modeling_miracle.evaluation")
+
+
+def test_help_generate_and_demo_do_not_import_the_trainer_stack(tmp_path, processor):
+    make_model("gpt2").save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    script = (
+        "import sys\n"
+        "from modeling_miracle.commands.cli import main\n"
+        "assert main(['--help']) == 0\n"
+        f"print('after help:', sorted(m for m in {TRAINER_STACK!r} if m in sys.modules))\n"
+        f"assert main(['generate', '--model', {str(tmp_path)!r}, '--max-new-tokens', '2', 'Hi?']) == 0\n"
+        f"print('after generate:', sorted(m for m in {TRAINER_STACK!r} if m in sys.modules))\n"
+        f"assert main(['demo', '--model', {str(tmp_path)!r}, '--contexts', '1', '--max-new-tokens', '2']) == 0\n"
+        f"print('after demo:', sorted(m for m in {TRAINER_STACK!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "after help: []" in result.stdout
+    assert "after generate: []" in result.stdout
+    assert "after demo: []" in result.stdout

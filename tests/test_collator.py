@@ -4,7 +4,7 @@ turn for a share of examples while the encoders read the whole context)."""
 import pytest
 import torch
 
-from training import MiracleDataCollator
+from modeling_miracle.training import MiracleDataCollator
 
 from .conftest import CONVERSATIONS, RESPONSES
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from training.collect import FatalBackendError, OpenAICompatibleBackend, RequestFailed, SamplingSettings, TransformersBackend
-from training.collect import CollectConfig, collect
-from training.collect.cleaning import parse_dialogue
+from modeling_miracle.collect import FatalBackendError, OpenAICompatibleBackend, RequestFailed, SamplingSettings, TransformersBackend
+from modeling_miracle.collect import CollectConfig, collect
+from modeling_miracle.collect.cleaning import parse_dialogue
 
 from .conftest import CHAT_TEMPLATE
 

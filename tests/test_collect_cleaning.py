@@ -1,7 +1,7 @@
 """Parsing `[PersonA]: ... [PersonB]: ...` replies and the appendix-A.2 cleaning rules."""
 
-from training.collect import CleaningConfig, NearDuplicateIndex, parse_dialogue
-from training.collect.cleaning import heuristic_problem
+from modeling_miracle.collect import CleaningConfig, NearDuplicateIndex, parse_dialogue
+from modeling_miracle.collect.cleaning import heuristic_problem
 
 GOOD = ["I start early and finish before the heat of the afternoon.", "Mostly apples, though the pears did well this year.",
         "We sell them at the Saturday market in town.", "My brother helps me with the heavy crates."]

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from training import load_miracle_dataset
-from training.cli import main as cli
-from training.collect import BackendArguments, CleaningConfig, CollectConfig, FatalBackendError, FilterConfig, collect
-from training.collect.store import LEDGER_FILE, Ledger
+from modeling_miracle.training import load_miracle_dataset
+from modeling_miracle.commands.cli import main as cli
+from modeling_miracle.collect import BackendArguments, CleaningConfig, CollectConfig, FatalBackendError, FilterConfig, collect
+from modeling_miracle.collect.store import LEDGER_FILE, Ledger
 
-from .helpers import save_tiny_backbones
+from .conftest import save_tiny_backbones
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ["well", "well", "well", "malformed", "ratelimit", "error500", "slow", "short", "question", "long", "few", "dup"]
@@ -147,7 +147,7 @@ def test_fatal_errors_stop_the_run_with_a_clear_message(tmp_path, formality_file
 
 
 def test_test_mode_collects_tagged_multi_attribute_dialogues(tmp_path, formality_file, chat_server):
-    from training.evaluate_command import evaluation_examples
+    from modeling_miracle.evaluation.suite import evaluation_examples
 
     topics = topics_file(tmp_path, ["well"] * 3)
     config = CollectConfig(output_dir=str(tmp_path / "test"), attributes_file=["default", str(formality_file)],
@@ -209,7 +209,7 @@ def test_sigkill_midway_then_resume_loses_and_duplicates_nothing(tmp_path, forma
              "--base-url", chat_server.url(), "--api-key-env", "MIRACLE_TEST_KEY", "--concurrency", "2", "--no-progress",
              "--seed", "3", "--min-turns", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "training.cli", *flags, "--output-dir", str(killed)], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "modeling_miracle.commands.cli", *flags, "--output-dir", str(killed)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ledger_path = killed / LEDGER_FILE
     deadline = time.time() + 120

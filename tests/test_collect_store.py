@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training.collect.store import Ledger, check_run_settings
+from modeling_miracle.collect.store import Ledger, check_run_settings
 
 
 def test_ledger_appends_whole_lines_and_repairs_a_torn_tail(tmp_path):

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from training.collect import load_collection_spec, plan_items, read_topics
-from training.collect.templates import build_prompt
+from modeling_miracle.collect import load_collection_spec, plan_items, read_topics
+from modeling_miracle.collect.templates import build_prompt
 
 
 def test_packaged_file_has_the_projects_three_attributes():

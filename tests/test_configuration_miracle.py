@@ -1,4 +1,5 @@
 import pytest
+from huggingface_hub.errors import StrictDataclassClassValidationError
 
 from modeling_miracle import PAPER_ATTRIBUTES, MiracleConfig
 
@@ -39,7 +40,7 @@ def test_round_trip_keeps_attribute_order(tmp_path):
     ],
 )
 def test_bad_configs_name_what_is_valid(kwargs, message):
-    with pytest.raises(Exception, match=None) as error:
+    with pytest.raises(StrictDataclassClassValidationError) as error:
         make_config(**kwargs)
     assert message in str(error.value)
 
@@ -69,7 +70,7 @@ def test_aspect_index_accepts_names_and_tags_and_rejects_unknowns():
     ],
 )
 def test_wrongly_typed_fields_are_refused(kwargs, message):
-    with pytest.raises(Exception) as error:
+    with pytest.raises(StrictDataclassClassValidationError) as error:
         make_config(**kwargs)
     assert error.match(message)
 
@@ -98,12 +99,12 @@ def test_fields_added_to_the_config_class_are_checked_too():
         guidance_mode: "str" = None  # a loose annotation: its default is accepted as is
 
     assert GuidedConfig(guidance_scale=2).guidance_scale == 2
-    with pytest.raises(Exception, match=r"`guidance_scale` must be a number; got 'high'"):
+    with pytest.raises(StrictDataclassClassValidationError, match=r"`guidance_scale` must be a number; got 'high'"):
         GuidedConfig(guidance_scale="high")
-    with pytest.raises(Exception, match="`guidance_steps` must be an integer or None"):
+    with pytest.raises(StrictDataclassClassValidationError, match="`guidance_steps` must be an integer or None"):
         GuidedConfig(guidance_steps=1.5)
     assert GuidedConfig().guidance_mode is None
-    with pytest.raises(Exception, match="`guidance_mode` must be a string"):
+    with pytest.raises(StrictDataclassClassValidationError, match="`guidance_mode` must be a string"):
         GuidedConfig(guidance_mode=3)
 
 

@@ -1,4 +1,4 @@
-from training.corpus import check_corpus
+from modeling_miracle.corpus import check_corpus
 
 
 def test_shipped_corpus_passes_every_check():

@@ -3,8 +3,8 @@ from unittest import mock
 
 import pytest
 
-from configuration import PAPER_ATTRIBUTES
-from training import AttributeInterleavedSampler, LoadReport, MalformedRowError, corpus_files, load_miracle_dataset
+from modeling_miracle.configuration import PAPER_ATTRIBUTES
+from modeling_miracle.training import AttributeInterleavedSampler, LoadReport, MalformedRowError, corpus_files, load_miracle_dataset
 
 GOOD = {"input": ["How are you?", "Why so?"], "output": ["I am well today.", "The sun is out."], "personas": "", "tag": 1}
 

@@ -14,7 +14,7 @@ def default():
 
 
 def test_ebm_raises_every_requested_aspect_on_corpus_test_contexts(default):
-    from training.demo import all_personalities, test_contexts
+    from modeling_miracle.commands.demo import all_personalities, test_contexts
 
     model, processor = default
     inputs = processor(test_contexts(8))
@@ -27,7 +27,7 @@ def test_ebm_raises_every_requested_aspect_on_corpus_test_contexts(default):
 
 
 def test_demo_prints_all_personalities(capsys):
-    from training.demo import run_demo
+    from modeling_miracle.commands.demo import run_demo
 
     results = run_demo(None, contexts=1, max_new_tokens=12)
     assert len(results) == 8

@@ -1,15 +1,14 @@
 import json
 
-import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
 from modeling_miracle import PAPER_ATTRIBUTES
-from training.evaluate_command import evaluation_examples, main
-from training.data import CORPUS_DIR
+from modeling_miracle.commands.evaluate import main
+from modeling_miracle.evaluation.suite import evaluation_examples
+from modeling_miracle.training.data import CORPUS_DIR
 
-from .conftest import make_model, tiny_decoder_config
-from .helpers import save_tiny_backbones
+from .conftest import make_model, save_tiny_backbones, tiny_decoder_config
 
 
 def test_examples_use_row_targets_or_every_combination(tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from training.kl_schedule import cyclical_beta
+from modeling_miracle.training.kl_schedule import cyclical_beta
 
 
 @pytest.mark.parametrize(

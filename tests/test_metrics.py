@@ -1,4 +1,4 @@
-"""Tests of training/metrics.py on small hand-made inputs (checked by hand and against NLTK / rouge-score)."""
+"""Tests of evaluation/metrics.py on small hand-made inputs (checked by hand and against NLTK / rouge-score)."""
 
 import math
 
@@ -8,7 +8,7 @@ from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_b
 from rouge_score import rouge_scorer
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from training import metrics
+from modeling_miracle.evaluation import metrics
 
 PREDICTIONS = ["I usually go hiking with my brother.", "Join a club, it works well!", "Rain is nice."]
 REFERENCES = ["I often go hiking with my sister.", "You could join a club or a class.", "Rain makes the garden happy."]

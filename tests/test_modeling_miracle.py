@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, BertModel, GPT2LMHeadModel
@@ -168,6 +170,34 @@ def test_from_encoder_decoder_pretrained_keeps_backbone_weights(tmp_path):
         assert torch.equal(model.decoder.state_dict()[name], tensor)
     assert model.config.attributes == {"tone": ["dry", "warm"]}
     assert list(model.attribute_heads.heads) == ["tone"]
+
+
+class _Messages(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_an_encoder_checkpoints_unused_pooler_is_not_reported_other_findings_are(tmp_path):
+    torch.manual_seed(0)
+    BertModel(tiny_encoder_config()).save_pretrained(tmp_path / "pooled")  # with the pooler MIRACLE leaves out
+    extra = BertModel(tiny_encoder_config())
+    extra.unknown = torch.nn.Linear(2, 2)  # a weight no BertModel has
+    extra.save_pretrained(tmp_path / "extra")
+    GPT2LMHeadModel(tiny_decoder_config("gpt2")).save_pretrained(tmp_path / "dec")
+    handler, loader_logger = _Messages(), logging.getLogger("transformers.modeling_utils")
+    loader_logger.addHandler(handler)
+    try:
+        MiracleForPersonalizedGeneration.from_encoder_decoder_pretrained(str(tmp_path / "pooled"), str(tmp_path / "dec"))
+        assert not [m for m in handler.messages if "LOAD REPORT" in m]
+        MiracleForPersonalizedGeneration.from_encoder_decoder_pretrained(str(tmp_path / "extra"), str(tmp_path / "dec"))
+        reports = [m for m in handler.messages if "LOAD REPORT" in m]
+        assert len(reports) == 1 and "unknown.weight" in reports[0]
+    finally:
+        loader_logger.removeHandler(handler)
 
 
 def test_shared_encoder_has_one_encoder_and_round_trips(processor, tmp_path):

@@ -9,10 +9,9 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from modeling_miracle import MiracleConfig, MiracleForPersonalizedGeneration, MiracleProcessor
 from modeling_miracle.backbones import load_gpt2_tokenizer, minilm_folder
-from pipelines import PersonalizedDialoguePipeline
+from modeling_miracle.pipelines import PersonalizedDialoguePipeline
 
-from .conftest import CHAT_TEMPLATE, CONVERSATIONS, make_model, tiny_encoder_config
-from .test_sampling import OPPOSITE, PERSONALITY, separated_model  # noqa: F401  (fixture)
+from .conftest import CHAT_TEMPLATE, CONVERSATIONS, OPPOSITE, PERSONALITY, make_model, tiny_encoder_config
 
 TASK = "personalized-dialogue"
 NEW = dict(max_new_tokens=6)

@@ -223,3 +223,17 @@ def test_limits_are_checked_when_building(encoder_tokenizer, gpt2_tokenizer):
         MiracleProcessor(encoder_tokenizer, gpt2_tokenizer, max_prompt_length=None)
     built = MiracleProcessor(encoder_tokenizer, gpt2_tokenizer, max_prompt_length=np.int64(64))
     assert type(built.max_prompt_length) is int
+
+
+def test_auto_processor_loads_a_saved_miracle_folder(processor, tmp_path):
+    from transformers import AutoProcessor
+
+    from .conftest import make_model
+
+    make_model("gpt2").save_pretrained(tmp_path)
+    processor.max_response_length = 17
+    processor.save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded, MiracleProcessor)
+    assert loaded.to_dict() == processor.to_dict()
+    assert loaded(CONVERSATIONS)["input_ids"].tolist() == processor(CONVERSATIONS)["input_ids"].tolist()

@@ -1,6 +1,6 @@
 import pytest
 
-from training.run_folder import parse_resume, prepare_output_dir
+from modeling_miracle.training.run_folder import parse_resume, prepare_output_dir
 
 
 def make_run(folder, steps=(10, 20)):

@@ -5,33 +5,7 @@ import torch
 
 from modeling_miracle.sampling import SamplerSettings, resolve_personality
 
-from .conftest import CONVERSATIONS, make_model
-
-PERSONALITY = {"language_style": "lyrical", "attitude": "optimistic", "mental_characteristics": "critical"}
-OPPOSITE = {"language_style": "plain", "attitude": "pessimistic", "mental_characteristics": "emotional"}
-
-
-@pytest.fixture(scope="module")
-def separated_model():
-    """A tiny model whose heads learned that the sign of latent dim i is attribute i's aspect."""
-    model = make_model("gpt2", seed=0)
-    with torch.no_grad():
-        for p in model.decoder.parameters():
-            p.mul_(20.0)
-    heads = model.attribute_heads
-    optimizer = torch.optim.Adam(heads.parameters(), lr=1e-2)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(300):
-        z = torch.randn(256, model.config.latent_size, generator=generator)
-        loss = sum(
-            torch.nn.functional.cross_entropy(logits, (z[:, i] > 0).long())
-            for i, logits in enumerate(heads(z).values())
-        )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
-
+from .conftest import CONVERSATIONS, OPPOSITE, PERSONALITY, make_model
 
 @pytest.fixture(scope="module")
 def inputs(request):
@@ -146,7 +120,12 @@ def test_non_finite_values_are_errors(separated_model, inputs):
 def test_generate_samples_then_decodes(separated_model, inputs):
     torch.manual_seed(0)
     out = separated_model.generate(**inputs, personality=PERSONALITY, max_new_tokens=6, pad_token_id=50256)
-    assert out.shape == (3, inputs["input_ids"].shape[1] + 6)
+    # The same as sampling the personality's latent first (same random draws) and decoding from it.
+    torch.manual_seed(0)
+    sampled = separated_model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"], personality=PERSONALITY)
+    decoded = separated_model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                       latent=sampled.latent, max_new_tokens=6, pad_token_id=50256)
+    assert out.shape == (3, inputs["input_ids"].shape[1] + 6) and torch.equal(out, decoded)
     torch.manual_seed(0)
     latent = sample(separated_model, inputs, personality=PERSONALITY, seed=0).latent
     with pytest.raises(ValueError, match="prior_input_ids"):

@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from training.scorers import SequenceScorer, nli_rows, train_attribute_scorer
+from modeling_miracle.corpus import CORPUS_DIR, read_jsonl
+from modeling_miracle.evaluation.scorers import SequenceScorer, nli_rows, train_attribute_scorer
 
-from .helpers import REAL_DATA, save_tiny_backbones
+from .conftest import REAL_DATA, save_tiny_backbones
 
 
 def test_nli_rows_pair_each_context_with_its_own_and_a_foreign_response(tmp_path):
@@ -22,17 +23,20 @@ def test_nli_rows_pair_each_context_with_its_own_and_a_foreign_response(tmp_path
 needs_real_data = pytest.mark.skipif(not REAL_DATA.is_dir(), reason="needs ../shared/data/real")
 
 
-@needs_real_data
 def test_attribute_scorer_trains_saves_and_predicts(tmp_path):
     encoder, _ = save_tiny_backbones(tmp_path)
-    result = train_attribute_scorer(str(REAL_DATA / "text_attitude.validation.jsonl"), str(REAL_DATA / "text_attitude.validation.jsonl"),
-                                    ["pessimistic", "optimistic"], str(tmp_path / "scorer"), backbone=encoder, epochs=1)
-    assert 0 <= result.validation_accuracy <= 100
+    validation = str(CORPUS_DIR / "text_attitude.validation.jsonl")
+    result = train_attribute_scorer(validation, validation, ["pessimistic", "optimistic"], str(tmp_path / "scorer"),
+                                    backbone=encoder, epochs=1)
     saved = json.loads((tmp_path / "scorer" / "scorer.json").read_text())
     assert saved["validation_accuracy"] == result.validation_accuracy
     scorer = SequenceScorer(str(tmp_path / "scorer"))
     assert scorer.model.config.id2label == {0: "pessimistic", 1: "optimistic"}
-    assert set(scorer.predict(["What a lovely day.", "I lost my keys again."])) <= {0, 1}
+    # The saved scorer predicts what the trainer evaluated: its accuracy on the validation rows is the reported one.
+    rows = read_jsonl(validation)
+    predictions = scorer.predict([row["text"] for row in rows], max_length=64)
+    correct = sum(p == row["labels"] for p, row in zip(predictions, rows))
+    assert result.validation_accuracy == pytest.approx(100 * correct / len(rows))
 
 
 @needs_real_data

@@ -24,13 +24,13 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor
-from training import train_command
-from training.cli import main as cli
-from training.data import corpus_files
-from training.kl_schedule import cyclical_beta
-from training.trainer import LOGGED_COMPONENTS
+from modeling_miracle.commands import train as train_command
+from modeling_miracle.commands.cli import main as cli
+from modeling_miracle.training.data import corpus_files
+from modeling_miracle.training.kl_schedule import cyclical_beta
+from modeling_miracle.training.trainer import LOGGED_COMPONENTS
 
-from .helpers import save_tiny_backbones, write_dialogue_files
+from .conftest import save_tiny_backbones, write_dialogue_files
 from .train_worker import recorders
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,7 +175,7 @@ def test_two_processes_shard_the_data_share_beta_and_logs_and_save_once(files, t
                         [{"role": "user", "content": "Do you like rainy days?"}]])
     out = model.generate(**inputs, personality={"attitude": "optimistic", "language_style": "lyrical"}, max_new_tokens=5)
     assert out.shape == (2, inputs["input_ids"].shape[1] + 5)
-    from training.peft_utils import load_lora
+    from modeling_miracle.training.peft_utils import load_lora
 
     base = MiracleForPersonalizedGeneration.from_pretrained(tmp_path / "out")
     adapted = load_lora(base, str(tmp_path / "out" / "adapter"))

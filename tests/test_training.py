@@ -1,4 +1,5 @@
 import json
+import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -6,13 +7,15 @@ import pytest
 import torch
 
 from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor
-from training import MiracleTrainer, load_miracle_dataset
-from training.cli import main as cli
-from training.new_attribute import prepare_new_attribute
+from modeling_miracle.training import MiracleTrainer, load_miracle_dataset
+from modeling_miracle.commands.cli import main as cli
+from modeling_miracle.corpus import CORPUS_DIR
+from modeling_miracle.training.new_attribute import prepare_new_attribute
 
-from .helpers import REAL_DATA, save_tiny_backbones
+from .conftest import save_tiny_backbones
 
-pytestmark = pytest.mark.skipif(not REAL_DATA.is_dir(), reason="needs ../shared/data/real")
+# The packaged corpus: these tests run wherever the package is installed (no ../shared needed).
+DATA = CORPUS_DIR
 TWO_ATTRIBUTES = {"language_style": ["plain", "lyrical"], "attitude": ["pessimistic", "optimistic"]}
 
 
@@ -21,8 +24,8 @@ def train_flags(encoder, decoder, output_dir, max_steps, *extra):
         "train", "--encoder", encoder, "--decoder", decoder,
         "--attributes", json.dumps(TWO_ATTRIBUTES),
         "--miracle_config", json.dumps({"latent_size": 16, "head_hidden_size": 16}),
-        "--data_files", f"language_style={REAL_DATA / 'dialogue_language_style.train.jsonl'}",
-        f"attitude={REAL_DATA / 'dialogue_attitude.train.jsonl'}",
+        "--data_files", f"language_style={DATA / 'dialogue_language_style.train.jsonl'}",
+        f"attitude={DATA / 'dialogue_attitude.train.jsonl'}",
         "--max_dialogues_per_attribute", "60",
         "--max_encoder_length", "64", "--max_prompt_length", "64", "--max_response_length", "32",
         "--output_dir", str(output_dir), "--max_steps", str(max_steps), "--per_device_train_batch_size", "8",
@@ -103,12 +106,12 @@ def test_new_attribute_head_only_training(trained, tmp_path):
     collator = prepare_new_attribute(model, processor, "formality", ["casual", "formal"])
     assert model.config.attributes["formality"] == ["casual", "formal"]
     # New single-aspect data: reuse the language-style files with their tags as the new attribute's aspects.
-    data = load_miracle_dataset({"formality": str(REAL_DATA / "dialogue_language_style.validation.jsonl")},
+    data = load_miracle_dataset({"formality": str(DATA / "dialogue_language_style.validation.jsonl")},
                                 model.config.attributes, max_dialogues_per_attribute=40)
     from transformers import TrainingArguments
 
     args = TrainingArguments(output_dir=str(tmp_path / "head"), max_steps=40, per_device_train_batch_size=16,
-                             learning_rate=3e-2, report_to=[], remove_unused_columns=False, disable_tqdm=True,
+                             learning_rate=3e-2, report_to=[], disable_tqdm=True,
                              save_strategy="no")
     MiracleTrainer(model=model, args=args, train_dataset=data, data_collator=collator).train()
     for name, tensor in before.items():
@@ -123,14 +126,16 @@ def test_new_attribute_head_only_training(trained, tmp_path):
 
 
 def test_lora_trains_adapters_and_miracle_layers_then_reloads(tmp_path):
-    from training.peft_utils import apply_lora, load_lora
+    from modeling_miracle.training.peft_utils import apply_lora, load_lora
 
     from .conftest import make_model
 
     for kind in ("gpt2", "llama"):
         base = make_model(kind, attributes=TWO_ATTRIBUTES)
         base.save_pretrained(tmp_path / f"base-{kind}")
-        peft_model = apply_lora(base, r=4, lora_alpha=8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)  # PEFT reads a deprecated transformers property
+            peft_model = apply_lora(base, r=4, lora_alpha=8)
         trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
         assert any("lora_A" in n and ".decoder." in n for n in trainable)
         assert any("attribute_heads" in n for n in trainable) and any("latent_injection" in n for n in trainable)
@@ -147,3 +152,24 @@ def test_lora_trains_adapters_and_miracle_layers_then_reloads(tmp_path):
         assert torch.allclose(reloaded(input_ids=ids, latent=latent).logits, expected, atol=1e-5)
         generated = reloaded.generate(input_ids=ids, latent=latent, max_new_tokens=3, pad_token_id=50256)
         assert generated.shape == (1, 6)
+
+
+def test_trainer_sets_what_miracle_needs_itself(tmp_path, processor):
+    from transformers import TrainingArguments
+
+    from modeling_miracle.training import MiracleDataCollator, corpus_files
+
+    from .conftest import make_model
+
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, report_to=[],
+                             disable_tqdm=True, save_strategy="no")
+    assert args.remove_unused_columns and args.dataloader_pin_memory  # the Trainer's defaults
+    model = make_model("gpt2")
+    data = load_miracle_dataset(corpus_files("train"), model.config.attributes, max_dialogues_per_attribute=2)
+    trainer = MiracleTrainer(model=model, args=args, train_dataset=data, processing_class=processor)
+    assert trainer.args.remove_unused_columns is False
+    assert isinstance(trainer.data_collator, MiracleDataCollator) and trainer.data_collator.processor is processor
+    assert trainer.args.dataloader_pin_memory is (args.device.type != "cpu")
+    before = model.attribute_heads.heads["attitude"][0].weight.detach().clone()
+    assert trainer.train().global_step == 1
+    assert not torch.equal(model.attribute_heads.heads["attitude"][0].weight, before)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from configuration import MiracleConfig
-from configuration.validation import (
+from modeling_miracle.configuration import MiracleConfig
+from modeling_miracle.configuration.validation import (
     as_python_scalar,
     check_config_kwargs,
     check_value,

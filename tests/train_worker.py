@@ -2,7 +2,7 @@
 
     accelerate launch --multi_gpu --num_processes 2 -m tests.train_worker RECORD_DIR train ... --use_cpu true
 
-Runs the real CLI (`training.cli.main`) unchanged, with two observers swapped into `training.train_command`: the
+Runs the real CLI (`modeling_miracle.commands.cli.main`) unchanged, with two observers swapped into `modeling_miracle.commands.train`: the
 collator records which examples (by response text) each process's batches hold, and the trainer records every
 micro-batch's loss components as that process computed them, and its log history. Each process writes
 `RECORD_DIR/rank<N>.json`.
@@ -15,10 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-from training import train_command
-from training.cli import main as cli_main
-from training.collator import MiracleDataCollator
-from training.trainer import LOGGED_COMPONENTS, MiracleTrainer
+from modeling_miracle.commands import train as train_command
+from modeling_miracle.commands.cli import main as cli_main
+from modeling_miracle.training.collator import MiracleDataCollator
+from modeling_miracle.training.trainer import LOGGED_COMPONENTS, MiracleTrainer
 
 
 def recorders() -> tuple[dict, type, type]:

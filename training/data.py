@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import datasets
+
+from ..corpus import CORPUS_DIR, dialogue_examples
 
 # The authors' corpus on the Hub (unreachable offline; same code path as local files).
 AUTHORS_HUB_DATASET = "lu-vae/Miracle-Conversation"
@@ -22,7 +23,6 @@ AUTHORS_HUB_FILES = {
     "attitude": "dialogue_a.raw.jsonl",
     "mental_characteristics": "dialogue_m.raw.jsonl",
 }
-CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 
 
 class MalformedRowError(ValueError):
@@ -132,20 +132,6 @@ def read_dialogues(path: str, attribute: str, aspects: list[str], skip_malformed
             tag = row["tag"]
             rows.append({**row, "aspect_id": tag if isinstance(tag, int) else aspects.index(tag)})
     return rows
-
-
-def dialogue_examples(row: dict, attribute_id: int, expand_prefixes: bool = True) -> list[dict]:
-    """One example per assistant turn (or only the last one): chat messages up to the user turn + the response."""
-    turns = range(len(row["output"])) if expand_prefixes else [len(row["output"]) - 1]
-    examples = []
-    for k in turns:
-        messages = []
-        for user, assistant in zip(row["input"][:k], row["output"][:k]):
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-        messages.append({"role": "user", "content": row["input"][k]})
-        examples.append({"messages": messages, "response": row["output"][k], "attribute_id": attribute_id,
-                         "aspect_id": row["aspect_id"]})
-    return examples
 
 
 def load_miracle_dataset(

@@ -1,17 +1,18 @@
-"""A model card (README.md) for a trained MIRACLE model: attributes, data, training settings."""
+"""A model card (README.md) for a trained MIRACLE model: Hub metadata, attributes, data, training settings."""
 
 from __future__ import annotations
 
+import os
+
+from huggingface_hub import ModelCard, ModelCardData
+
+TAGS = ["miracle", "personalized-dialogue", "text-generation"]
+
 MODEL_CARD_TEMPLATE = """---
-library_name: miracle-dialogue
-tags:
-- miracle
-- personalized-dialogue
-- text-generation
-pipeline_tag: text-generation
+{{ card_data }}
 ---
 
-# {name}
+# {{ name }}
 
 A [MIRACLE](https://aclanthology.org/2023.findings-emnlp.395) model for personalized dialogue generation with
 multiple personal attribute control: responses are decoded from a latent code sampled with an energy-based ODE
@@ -21,22 +22,22 @@ towards any combination of the aspects below.
 
 | attribute | aspects |
 |---|---|
-{attributes}
+{{ attributes }}
 
 ## Model
 
-- encoder (prior and posterior{shared}): `{encoder}`
-- decoder: `{decoder}`
-- latent size: {latent_size}; injection: {injection}
-- losses: reconstruction + KL (weight {kl_weight}, free bits {kl_threshold}, {kl_num_cycles} cycles){losses}
+- encoder (prior and posterior{{ shared }}): `{{ encoder }}`
+- decoder: `{{ decoder }}`
+- latent size: {{ latent_size }}; injection: {{ injection }}
+- losses: reconstruction + KL (weight {{ kl_weight }}, free bits {{ kl_threshold }}, {{ kl_num_cycles }} cycles){{ losses }}
 
 ## Training data
 
-{data}
+{{ data }}
 
 ## Training settings
 
-{settings}
+{{ settings }}
 
 ## Usage
 
@@ -44,16 +45,33 @@ towards any combination of the aspects below.
 import modeling_miracle  # registers the model and the pipeline
 from transformers import pipeline
 
-chat = pipeline("personalized-dialogue", model="{name}")
-chat([{{"role": "user", "content": "What do you do on weekends?"}}],
-     personality={example})
+chat = pipeline("personalized-dialogue", model="{{ name }}")
+chat([{"role": "user", "content": "What do you do on weekends?"}],
+     personality={{ example }})
 ```
 """
 
 
-def render_model_card(model, name: str, data_description: str = "not recorded", training_args=None) -> str:
-    """Markdown model card for `model` (a MiracleForPersonalizedGeneration)."""
+def _hub_id(name_or_path: str | None) -> str | None:
+    """A backbone's Hub id, or None for a local folder (not a `base_model` the Hub can link)."""
+    if not name_or_path or os.path.isabs(name_or_path) or os.path.exists(name_or_path) or name_or_path.count("/") > 1:
+        return None
+    return name_or_path
+
+
+def build_model_card(model, name: str, data_description: str = "not recorded", training_args=None,
+                     datasets: list[str] | None = None) -> ModelCard:
+    """The Hub model card of `model` (a MiracleForPersonalizedGeneration): metadata (`library_name`, `base_model`
+    for both backbones when they come from the Hub, `datasets`, `tags`, `pipeline_tag`) and a description."""
     config = model.config
+    base_models = [m for m in (_hub_id(config.encoder._name_or_path), _hub_id(config.decoder._name_or_path)) if m]
+    card_data = ModelCardData(
+        library_name="miracle-dialogue",
+        base_model=list(dict.fromkeys(base_models)) or None,
+        datasets=list(datasets) if datasets else None,
+        tags=TAGS,
+        pipeline_tag="text-generation",
+    )
     attributes = "\n".join(f"| {a} | {', '.join(aspects)} |" for a, aspects in config.attributes.items())
     injection = " + ".join(
         x for x, on in (("embedding add", config.add_latent_to_embeddings), ("latent prefix", config.use_latent_prefix)) if on
@@ -74,7 +92,9 @@ def render_model_card(model, name: str, data_description: str = "not recorded", 
                 "max_steps", "warmup_steps", "weight_decay", "seed")
         settings = "\n".join(f"- {k}: {getattr(training_args, k)}" for k in keys if hasattr(training_args, k))
     example = {a: aspects[-1] for a, aspects in config.attributes.items()}
-    return MODEL_CARD_TEMPLATE.format(
+    return ModelCard.from_template(
+        card_data,
+        template_str=MODEL_CARD_TEMPLATE,
         name=name,
         attributes=attributes,
         shared=", shared" if config.share_encoder else "",
@@ -90,3 +110,9 @@ def render_model_card(model, name: str, data_description: str = "not recorded", 
         settings=settings,
         example=example,
     )
+
+
+def render_model_card(model, name: str, data_description: str = "not recorded", training_args=None,
+                      datasets: list[str] | None = None) -> str:
+    """The model card of `model` as README.md text (see [`build_model_card`])."""
+    return str(build_model_card(model, name, data_description, training_args, datasets))

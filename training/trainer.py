@@ -7,9 +7,10 @@ import os
 from collections import defaultdict
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainingArguments
 
-from .collator import AttributeInterleavedSampler
+from ..processing_miracle import MiracleProcessor
+from .collator import AttributeInterleavedSampler, MiracleDataCollator
 from .kl_schedule import KLScheduleCallback, unwrap_miracle
 from .model_card import render_model_card
 
@@ -19,14 +20,29 @@ LOGGED_COMPONENTS = ("reconstruction_loss", "kl_loss", "classification_loss", "d
 class MiracleTrainer(Trainer):
     """Trainer for [`MiracleForPersonalizedGeneration`] (plain or PEFT-wrapped).
 
+    It sets what MIRACLE needs itself: `remove_unused_columns=False` (the collator reads the raw `messages`,
+    `response`, `attribute_id` and `aspect_id` columns), a [`MiracleDataCollator`] of `processing_class` when no
+    `data_collator` is given, and no `pin_memory` on a machine without an accelerator.
+
     Args (beyond `Trainer`'s):
         data_description: a line on the training data for the model card.
+        datasets: Hub ids of the training data sets, for the model card's metadata.
         interleave_attributes: order each epoch so every batch mixes the attributes (default True).
     """
 
-    def __init__(self, *args, data_description: str = "not recorded", interleave_attributes: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model=None, args: TrainingArguments | None = None, data_collator=None, *rest,
+                 data_description: str = "not recorded", interleave_attributes: bool = True,
+                 datasets: list[str] | None = None, **kwargs):
+        args = args if args is not None else TrainingArguments(output_dir="trainer_output")
+        args.remove_unused_columns = False
+        if args.dataloader_pin_memory and args.device.type == "cpu":
+            args.dataloader_pin_memory = False
+        processor = kwargs.get("processing_class")
+        if data_collator is None and not rest and isinstance(processor, MiracleProcessor):
+            data_collator = MiracleDataCollator(processor)
+        super().__init__(model, args, data_collator, *rest, **kwargs)
         self.data_description = data_description
+        self.datasets = datasets
         self.interleave_attributes = interleave_attributes
         self._component_sums = defaultdict(float)
         self._component_counts = defaultdict(int)
@@ -84,6 +100,7 @@ class MiracleTrainer(Trainer):
         if not self.is_world_process_zero():
             return
         name = self.args.hub_model_id or model_name or os.path.basename(os.path.abspath(self.args.output_dir))
-        card = render_model_card(unwrap_miracle(self.accelerator.unwrap_model(self.model)), name, self.data_description, self.args)
+        card = render_model_card(unwrap_miracle(self.accelerator.unwrap_model(self.model)), name, self.data_description,
+                                 self.args, datasets=self.datasets)
         with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as handle:
             handle.write(card)

@@ -20,8 +20,8 @@ def build_parser():
 
     from transformers import HfArgumentParser
 
-    from .cleaning import CleaningConfig, FilterConfig
-    from .config import BackendArguments, CollectConfig
+    from ..collect.cleaning import CleaningConfig, FilterConfig
+    from ..collect.config import BackendArguments, CollectConfig
 
     class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
         pass
@@ -31,8 +31,8 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .backends import FatalBackendError
-    from .runner import collect
+    from ..collect.backends import FatalBackendError
+    from ..collect.runner import collect
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -122,8 +122,8 @@ def load_collection_spec(paths: str | Path | list[str | Path] | None = None) -> 
 
 
 def read_topics(path: str | Path | None = None) -> list[str]:
-    """Seed topics, one persona-style sentence per line (default: the project's `training/corpus/topics.txt`)."""
-    from ..data import CORPUS_DIR
+    """Seed topics, one persona-style sentence per line (default: the project's `corpus/topics.txt`)."""
+    from ..corpus import CORPUS_DIR
 
     path = Path(path) if path is not None else CORPUS_DIR / "topics.txt"
     if not path.is_file():

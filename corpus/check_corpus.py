@@ -1,6 +1,6 @@
 """Validate every row of the shipped corpus; exits with status 1 and a list of problems if anything is wrong.
 
-    python -m training.corpus.check_corpus
+    python -m modeling_miracle.corpus.check_corpus
 
 Checks: schema, turn counts and word/sentence limits (`check_rules`), no question mark in assistant turns, no
 duplicate assistant turn anywhere in the corpus, at least 200 training dialogues per aspect over at least 150
@@ -16,10 +16,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from configuration.configuration_miracle import PAPER_ATTRIBUTES
+from ..configuration.configuration_miracle import PAPER_ATTRIBUTES
 
-from . import check_rules
-from .build_corpus import CORPUS_DIR, DIALOGUE_SPLITS, build, read_jsonl
+from . import CORPUS_DIR, check_rules, read_jsonl
+from .build_corpus import DIALOGUE_SPLITS, build
 
 MIN_TRAIN_DIALOGUES_PER_ASPECT = 200
 MIN_TOPICS_PER_ATTRIBUTE = 150
@@ -106,7 +106,7 @@ def check_in_sync(corpus_dir: Path) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         build(Path(tmp), corpus_dir / "sources")
         return [
-            f"{built.name} differs from a fresh build of sources/ (run `python -m training.corpus.build_corpus`)"
+            f"{built.name} differs from a fresh build of sources/ (run `python -m modeling_miracle.corpus.build_corpus`)"
             for built in sorted(Path(tmp).glob("*.jsonl"))
             if built.read_bytes() != (corpus_dir / built.name).read_bytes()
         ]

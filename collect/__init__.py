@@ -1,7 +1,7 @@
 """`miracle collect`: single-aspect (and multi-attribute test) dialogue collection with any chat LLM, as in the
 MIRACLE paper (section 3.2, appendix A): instruction templates, backends, parsing and cleaning, a resumable ledger.
 
-    from training.collect import BackendArguments, CollectConfig, collect
+    from modeling_miracle.collect import BackendArguments, CollectConfig, collect
 
     backend = BackendArguments(base_url="http://localhost:8080/v1", model="my-model").build()
     report = collect(CollectConfig(output_dir="data/mine", dialogues_per_aspect=50), backend)

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import itertools
-import json
+import sys
 
 import torch
 
-from .data import CORPUS_DIR
+from ..corpus import CORPUS_DIR, read_jsonl
+from ..sampling import all_personalities
 
 
 def test_contexts(count: int) -> list[list[dict]]:
     """The first user turns of the first `count` multi-attribute test dialogues of the packaged corpus."""
-    with open(CORPUS_DIR / "dialogue_multi.test.jsonl", encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle]
+    rows = read_jsonl(CORPUS_DIR / "dialogue_multi.test.jsonl")
     step = max(1, len(rows) // max(count, 1))
     return [[{"role": "user", "content": row["input"][0]}] for row in rows[::step][:count]]
-
-
-def all_personalities(attributes: dict[str, list[str]]) -> list[dict[str, str]]:
-    """Every combination of one aspect per attribute (2^3 = 8 for the paper's attributes)."""
-    return [dict(zip(attributes, combo)) for combo in itertools.product(*attributes.values())]
 
 
 def run_demo(model_path: str | None, contexts: int = 2, max_new_tokens: int = 40, use_ebm: bool = True, seed: int = 0,
@@ -29,14 +23,18 @@ def run_demo(model_path: str | None, contexts: int = 2, max_new_tokens: int = 40
     (`generate_options`, e.g. `latent_guidance_scale`, go to the pipeline call)."""
     from transformers import pipeline
 
-    from .cli import load_model_and_processor
+    from .. import load_model_and_processor
 
+    print(f"Loading {model_path or 'the packaged default model'} ...", file=sys.stderr, flush=True)
     model, processor = load_model_and_processor(model_path)
     chat = pipeline("personalized-dialogue", model=model, processor=processor)
     personalities = all_personalities(model.config.attributes)
     results = []
-    for conversation in test_contexts(contexts):
-        print(f"\nUser: {conversation[-1]['content']}")
+    conversations = test_contexts(contexts)
+    for number, conversation in enumerate(conversations, 1):
+        print(f"\nUser: {conversation[-1]['content']}", flush=True)
+        print(f"(context {number}/{len(conversations)}: generating {len(personalities)} responses ...)", file=sys.stderr,
+              flush=True)
         torch.manual_seed(seed)
         outputs = chat([conversation] * len(personalities), personality=personalities, use_ebm=use_ebm,
                        max_new_tokens=max_new_tokens, return_latent_diagnostics=True, batch_size=len(personalities),
@@ -46,6 +44,6 @@ def run_demo(model_path: str | None, contexts: int = 2, max_new_tokens: int = 40
             probabilities = ", ".join(
                 f"{d['aspect']} {d['before']:.2f}->{d['after']:.2f}" for d in output["latent_diagnostics"].values()
             )
-            print(f"  [{' + '.join(personality.values())}]  ({probabilities})\n    {output['generated_text']}")
+            print(f"  [{' + '.join(personality.values())}]  ({probabilities})\n    {output['generated_text']}", flush=True)
             results.append({"context": conversation, "personality": personality, **output})
     return results

@@ -9,26 +9,27 @@ from transformers import AutoTokenizer, TrainingArguments, set_seed
 from transformers.training_args import ParallelMode
 
 from .arguments import DataArguments, ModelArguments, RunArguments
-from .collator import MiracleDataCollator
-from .data import AUTHORS_HUB_DATASET, AUTHORS_HUB_FILES, LoadReport, corpus_files, load_miracle_dataset
-from .new_attribute import prepare_new_attribute
-from .peft_utils import apply_lora
-from .run_folder import parse_resume, prepare_output_dir
-from .run_summary import TrainingSummaryCallback, describe_attributes
-from .trainer import MiracleTrainer
+from ..training.collator import MiracleDataCollator
+from ..training.data import AUTHORS_HUB_DATASET, AUTHORS_HUB_FILES, LoadReport, corpus_files, load_miracle_dataset
+from ..training.new_attribute import prepare_new_attribute
+from ..training.peft_utils import apply_lora
+from ..training.run_folder import parse_resume, prepare_output_dir
+from ..training.run_summary import TrainingSummaryCallback, describe_attributes
+from ..training.trainer import MiracleTrainer
 
 
-def _backbone(name: str | None, kind: str) -> tuple[str, dict]:
-    from modeling_miracle.backbones import minilm_folder, smollm2_folder
+def _backbone(name: str | None, kind: str) -> str:
+    """The backbone `name`, or the packaged offline one of `kind` ("encoder" / "decoder") for None or "default"."""
+    from ..backbones import minilm_folder, smollm2_folder
 
     if name in (None, "default"):
-        return str(minilm_folder() if kind == "encoder" else smollm2_folder()), {}
-    return name, {}
+        return str(minilm_folder() if kind == "encoder" else smollm2_folder())
+    return name
 
 
 def build_model_and_processor(model_args: ModelArguments):
     """A fresh model from backbones, or a saved one (optionally with a new attribute); and its processor."""
-    from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor
+    from .. import MiracleForPersonalizedGeneration, MiracleProcessor
 
     limits = dict(max_encoder_length=model_args.max_encoder_length, max_prompt_length=model_args.max_prompt_length,
                   max_response_length=model_args.max_response_length)
@@ -36,8 +37,8 @@ def build_model_and_processor(model_args: ModelArguments):
         model = MiracleForPersonalizedGeneration.from_pretrained(model_args.from_model)
         processor = MiracleProcessor.from_pretrained(model_args.from_model, **limits)
         return model, processor
-    encoder, _ = _backbone(model_args.encoder, "encoder")
-    decoder, _ = _backbone(model_args.decoder, "decoder")
+    encoder = _backbone(model_args.encoder, "encoder")
+    decoder = _backbone(model_args.decoder, "decoder")
     decoder_kwargs = {"gguf_file": model_args.decoder_gguf_file} if model_args.decoder_gguf_file else {}
     model = MiracleForPersonalizedGeneration.from_encoder_decoder_pretrained(
         encoder, decoder, attributes=model_args.attributes_mapping(), decoder_kwargs=decoder_kwargs,
@@ -78,8 +79,8 @@ def describe_model(model_args: ModelArguments, model, new_attribute, use_lora: b
     if model_args.from_model:
         lines = [f"  model: {model_args.from_model} (saved MIRACLE model)"]
     else:
-        encoder, _ = _backbone(model_args.encoder, "encoder")
-        decoder, _ = _backbone(model_args.decoder, "decoder")
+        encoder = _backbone(model_args.encoder, "encoder")
+        decoder = _backbone(model_args.decoder, "decoder")
         lines = [f"  model: new, encoder {encoder} ({config.encoder.model_type}), decoder {decoder} "
                  f"({config.decoder.model_type}), latent size {config.latent_size}"]
     lines.append(f"  attributes: {describe_attributes(config.attributes)}")
@@ -146,8 +147,7 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
     if new_attribute:
         collator = prepare_new_attribute(model, processor, *new_attribute, head_only=model_args.train_head_only)
     elif model_args.freeze_backbones:
-        for module in (model.prior_encoder, model.get_posterior_encoder(), model.decoder):
-            module.requires_grad_(False)
+        model.freeze_backbones()
     report = LoadReport()
     files = data_files_for(data_args, model.config.attributes)
     load = dict(attributes=model.config.attributes, hub_dataset=data_args.hub_dataset, skip_malformed=data_args.skip_malformed,
@@ -164,7 +164,6 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
     use_lora = model_args.lora and not (new_attribute and model_args.train_head_only)
     trained = apply_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
                          include_encoders=model_args.lora_encoders) if use_lora else model
-    training_args.remove_unused_columns = False
     trainer = MiracleTrainer(
         model=trained,
         args=training_args,
@@ -174,6 +173,7 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         processing_class=processor,
         data_description=f"{report.dialogues} dialogues ({report.examples} examples) from {files}"
         + (f" in {data_args.hub_dataset}" if data_args.hub_dataset else ""),
+        datasets=[data_args.hub_dataset] if data_args.hub_dataset else None,
         callbacks=[TrainingSummaryCallback(describe_model(model_args, model, new_attribute, use_lora) + data_lines)],
     )
     if use_lora and trainer.is_fsdp_enabled:

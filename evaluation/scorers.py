@@ -12,20 +12,21 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
+from ..corpus import read_jsonl
+
 NLI_LABELS = ["inconsistent", "consistent"]
 
 
 def default_scorer_backbone() -> str:
     """The packaged all-MiniLM-L6-v2 folder (a BERT-family encoder)."""
-    from modeling_miracle.backbones import minilm_folder
+    from ..backbones import minilm_folder
 
     return str(minilm_folder())
 
 
 def read_text_rows(path: str) -> list[dict]:
     """Sentence-level rows `{"text", "labels"}` of a JSONL file."""
-    with open(path, encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
+    rows = read_jsonl(path)
     for line, row in enumerate(rows, 1):
         if not isinstance(row.get("text"), str) or not isinstance(row.get("labels"), int):
             raise ValueError(f"{path}, line {line}: rows must be {{'text': str, 'labels': int}}; got {row!r}.")
@@ -43,11 +44,9 @@ def nli_rows(dialogue_files: list[str], seed: int = 0) -> list[dict]:
     dialogue (inconsistent), balanced."""
     examples = []
     for path in dialogue_files:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle):
-                row = json.loads(line)
-                for k in range(len(row["output"])):
-                    examples.append((context_text(row["input"], row["output"], k), row["output"][k], (path, number)))
+        for number, row in enumerate(read_jsonl(path)):
+            for k in range(len(row["output"])):
+                examples.append((context_text(row["input"], row["output"], k), row["output"][k], (path, number)))
     rng = random.Random(seed)
     rows = []
     for context, response, owner in examples:
@@ -97,6 +96,7 @@ def train_sequence_classifier(
         output_dir=output_dir, num_train_epochs=epochs, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=64, save_strategy="no", report_to=[], seed=seed, logging_steps=20, disable_tqdm=True,
     )
+    args.dataloader_pin_memory = args.device.type != "cpu"  # pinning without an accelerator only warns
 
     def compute_metrics(prediction):
         return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean() * 100)}

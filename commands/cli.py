@@ -8,7 +8,7 @@
     miracle evaluate --model runs/mine --output-dir runs/eval
     miracle collect --output-dir data/mine --base-url http://localhost:8080/v1 --dialogues-per-aspect 200
 
-`miracle train` runs unchanged under `accelerate launch` (e.g. `accelerate launch -m training.cli train ...`).
+`miracle train` runs unchanged under `accelerate launch` (e.g. `accelerate launch -m modeling_miracle.commands.cli train ...`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _train(argv: list[str]) -> int:
     from transformers import HfArgumentParser, TrainingArguments
 
     from .arguments import DataArguments, ModelArguments, RunArguments
-    from .train_command import run_train
+    from .train import run_train
 
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, RunArguments), prog="miracle train")
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
@@ -56,11 +56,11 @@ def _read_settings_file(path: str) -> dict:
 
 
 def _key_values(pairs: list[str], what: str, cast=str) -> dict:
+    from .arguments import split_pair
+
     out = {}
     for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--{what} takes attribute=value pairs; got {pair!r}.")
+        key, value = split_pair(pair, f"--{what}", "attribute=value", error=SystemExit)
         out[key] = cast(value)
     return out
 
@@ -114,20 +114,6 @@ def generation_options(args) -> dict:
     return options
 
 
-def load_model_and_processor(path: str | None):
-    """(model, processor) of a saved MIRACLE model, of default-model parts (a folder with the LoRA adapter and
-    `miracle_settings.json`, e.g. a training checkpoint), or of the packaged default model when `path` is None."""
-    import os
-
-    import modeling_miracle
-    from modeling_miracle.default_model import load_default_model
-
-    if path is None or os.path.isfile(os.path.join(path, "adapter_model.safetensors")):
-        return load_default_model(path)
-    model = modeling_miracle.MiracleForPersonalizedGeneration.from_pretrained(path).eval()
-    return model, modeling_miracle.MiracleProcessor.from_pretrained(path)
-
-
 def _generate(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="miracle generate", description="Personalized responses to your own context.")
     parser.add_argument("turns", nargs="+", help="Conversation turns, alternating user/assistant, ending with the user.")
@@ -142,6 +128,9 @@ def _generate(argv: list[str]) -> int:
     import torch
     from transformers import pipeline
 
+    from .. import load_model_and_processor
+
+    print(f"Loading {args.model or 'the packaged default model'} ...", file=sys.stderr, flush=True)
     model, processor = load_model_and_processor(args.model)
     chat = pipeline("personalized-dialogue", model=model, processor=processor)
     torch.manual_seed(args.seed)
@@ -173,13 +162,13 @@ def _demo(argv: list[str]) -> int:
 
 
 def _evaluate(argv: list[str]) -> int:
-    from .evaluate_command import main as evaluate_main
+    from .evaluate import main as evaluate_main
 
     return evaluate_main(argv)
 
 
 def _collect(argv: list[str]) -> int:
-    from .collect.command import main as collect_main
+    from .collect import main as collect_main
 
     return collect_main(argv)
 

@@ -262,7 +262,7 @@ filter removes what a classifier flags, but neither is a guarantee.
 def aspect_scorer_paths(filters: FilterConfig, spec: CollectionSpec, survivors: list[Candidate], seed: int,
                         fractions: list[float]) -> dict[str, str]:
     """Scorer folder per attribute; a missing one is trained from this collection's held-out dialogues."""
-    from ..scorers import train_sequence_classifier
+    from ..evaluation.scorers import train_sequence_classifier
 
     paths = {}
     for attribute, aspects in spec.attributes.items():

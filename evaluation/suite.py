@@ -1,38 +1,27 @@
-"""`miracle evaluate`: generate for a test file, score with the paper's metrics, write tables like tables 1 and 4.
-
-    miracle evaluate --model runs/mine --without-ebm --ablation "w/o L_C=runs/no_lc" --output-dir runs/eval
-
-Test rows with `"tags"` (multi-attribute dialogues) give each context its target personality; other rows are
-generated for all combinations of the attributes (2^N). Scorers (one text classifier per attribute and the NLI
-coherence classifier) are loaded from `--scorers`, or trained there first from the packaged corpus.
-"""
+"""The paper's evaluation (section 4.2, tables 1 and 4) as functions: test examples with target personalities,
+greedy generation, scorer models (trained on first use), and one row of every metric per system."""
 
 from __future__ import annotations
 
-import argparse
-import itertools
-import json
 import os
-import time
 from pathlib import Path
 
 import torch
 
+from ..corpus import CORPUS_DIR, dialogue_examples, read_jsonl
+from ..sampling import all_personalities
 from . import metrics
-from .data import CORPUS_DIR, dialogue_examples
-from .scorers import SequenceScorer, context_text, train_attribute_scorer, train_nli_scorer
+from .scorers import context_text, train_attribute_scorer, train_nli_scorer
 
 COLUMNS = ["Avg.", "BLEU", "Rouge", "NLI", "PPL", "Distinct", "sBLEU"]
 
 
 def evaluation_examples(test_files: str | list[str], attributes: dict[str, list[str]], max_examples: int | None = None) -> list[dict]:
     """One example per assistant turn: messages, reference response, target personality; interleaved by personality."""
-    combos = [dict(zip(attributes, c)) for c in itertools.product(*attributes.values())]
+    combos = all_personalities(attributes)
     by_personality: dict[tuple, list[dict]] = {}
     for test_file in [test_files] if isinstance(test_files, (str, Path)) else test_files:
-        with open(test_file, encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
-        for row in rows:
+        for row in read_jsonl(test_file):
             tags = row.get("tags")
             targets = [{a: attributes[a][tags[a]] for a in attributes}] if tags else combos
             for k, turn in enumerate(dialogue_examples({**row, "aspect_id": -1}, attribute_id=-1)):
@@ -114,76 +103,3 @@ def markdown_table(rows: dict[str, dict], attributes) -> str:
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{row[c]:.2f}" for c in columns) + " |")
     return "\n".join(lines)
-
-
-def run_evaluation(args) -> dict:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .cli import load_model_and_processor
-
-    model, processor = load_model_and_processor(args.model)
-    attributes = model.config.attributes
-    examples = evaluation_examples(args.test_file, attributes, args.max_examples)
-    scorer_paths = ensure_scorers(args.scorers, attributes, args.scorer_backbone, args.scorer_epochs, args.scorer_data)
-    scorers = {name: SequenceScorer(path) for name, path in scorer_paths.items()}
-    if args.fluency_lm is None:
-        from modeling_miracle.backbones import smollm2_folder
-
-        args.fluency_lm = str(smollm2_folder())
-    fluency_model = AutoModelForCausalLM.from_pretrained(args.fluency_lm).eval()
-    fluency_tokenizer = AutoTokenizer.from_pretrained(args.fluency_lm)
-
-    systems = [("MIRACLE", model, processor, True)]
-    if args.without_ebm:
-        systems.append(("w/o EBM", model, processor, False))
-    for spec in args.ablation:
-        name, _, path = spec.partition("=")
-        ablated, ablated_processor = load_model_and_processor(path)
-        systems.append((name, ablated, ablated_processor, True))
-    rows, samples, started = {}, {}, time.time()
-    for name, system, system_processor, use_ebm in systems:
-        responses = generate_responses(system, system_processor, examples, use_ebm, args.batch_size, args.max_new_tokens, args.seed)
-        rows[name] = score(examples, responses, scorers, attributes, fluency_model, fluency_tokenizer)
-        samples[name] = [{"context": e["context"], "personality": e["personality"], "response": r}
-                         for e, r in list(zip(examples, responses))[:16]]
-    settings = {
-        "model": args.model or "default", "test_file": args.test_file, "examples": len(examples),
-        "max_new_tokens": args.max_new_tokens, "decoding": "greedy", "seed": args.seed, "scorers": scorer_paths,
-        "fluency_lm": args.fluency_lm, "minutes": round((time.time() - started) / 60, 1),
-    }
-    os.makedirs(args.output_dir, exist_ok=True)
-    table = markdown_table(rows, attributes)
-    Path(args.output_dir, "results.md").write_text(
-        table + "\n\nSettings: " + json.dumps(settings) + "\n", encoding="utf-8")
-    Path(args.output_dir, "results.json").write_text(
-        json.dumps({"table": rows, "settings": settings, "samples": samples}, indent=2), encoding="utf-8")
-    print(table)
-    print(f"Wrote {args.output_dir}/results.md and results.json")
-    return {"table": rows, "settings": settings}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="miracle evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="Saved MIRACLE model (default: the packaged default model).")
-    parser.add_argument("--test-file", nargs="+", default=[str(CORPUS_DIR / "dialogue_multi.test.jsonl")],
-                        help="Test dialogue file(s); rows with 'tags' give target personalities (default: the corpus's multi-attribute test set).")
-    parser.add_argument("--max-examples", type=int, default=None)
-    parser.add_argument("--without-ebm", action="store_true", help="Add the 'w/o EBM' row (no latent sampling).")
-    parser.add_argument("--ablation", action="append", default=[], help="'name=path' of an ablated model (repeatable).")
-    parser.add_argument("--scorers", default="runs/scorers", help="Folder of scorer models (trained there if missing).")
-    parser.add_argument("--scorer-backbone", default=None, help="Backbone for scorers trained here (default: packaged MiniLM).")
-    parser.add_argument("--scorer-epochs", type=float, default=3.0)
-    parser.add_argument("--scorer-data", default=str(CORPUS_DIR),
-                        help="Folder with text_<attribute>.{train,validation}.jsonl and dialogue files to train missing scorers.")
-    parser.add_argument("--fluency-lm", default=None, help="Causal LM for perplexity (default: packaged SmolLM2; paper: gpt2-xl).")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", default="runs/evaluation")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    run_evaluation(build_parser().parse_args(argv))
-    return 0

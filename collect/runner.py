@@ -21,7 +21,7 @@ def _plan_settings(config: CollectConfig, spec: CollectionSpec, topics: list[str
     return {
         "mode": config.mode, "seed": config.seed, "attributes": spec.attributes, "attributes_fingerprint": spec.fingerprint,
         "topics_fingerprint": hashlib.sha256("\n".join(topics).encode()).hexdigest()[:16],
-        "topics_file": config.topics_file or "training/corpus/topics.txt", "topics_count": len(topics),
+        "topics_file": config.topics_file or "corpus/topics.txt", "topics_count": len(topics),
         "split_fractions": list(config.split_fractions),
     }
 

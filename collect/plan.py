@@ -7,10 +7,10 @@ attributes file and the topics, never on the run's order or concurrency, and ite
 
 from __future__ import annotations
 
-import itertools
 import random
 from dataclasses import dataclass, field
 
+from ..sampling import all_personalities
 from .aspects import CollectionSpec
 from .templates import build_prompt
 
@@ -44,8 +44,7 @@ def personalities(spec: CollectionSpec, mode: str) -> list[dict[str, str]]:
         raise ValueError(f"Unknown mode {mode!r}; valid: {list(MODES)}.")
     if mode == "train":
         return [{attribute: aspect} for attribute, aspects in spec.attributes.items() for aspect in aspects]
-    names = spec.attributes
-    return [dict(zip(names, combo)) for combo in itertools.product(*names.values())]
+    return all_personalities(spec.attributes)
 
 
 def topic_for(topics: list[str], seed: int, key: str, sample: int) -> str:

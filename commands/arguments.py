@@ -14,6 +14,15 @@ CONFIG_KEYS_WITH_THEIR_OWN_FLAG = {
 }
 
 
+
+def split_pair(text: str, flag: str, form: str, error: type[Exception] = ValueError) -> tuple[str, str]:
+    """`key=value` -> (key, value), both stripped; otherwise `error` saying that `flag` takes `form` pairs."""
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key or not value:
+        raise error(f"{flag} takes {form} pairs; got {text!r}.")
+    return key, value
+
 @dataclass
 class ModelArguments:
     """Which model to train and how."""
@@ -38,8 +47,8 @@ class ModelArguments:
 
     def miracle_config_kwargs(self) -> dict:
         """`--miracle_config` as a dict of `MiracleConfig` fields; unknown keys are refused (naming the valid ones)."""
-        from configuration import MiracleConfig
-        from configuration.validation import check_config_kwargs
+        from ..configuration import MiracleConfig
+        from ..configuration.validation import check_config_kwargs
 
         if not self.miracle_config:
             return {}
@@ -57,10 +66,8 @@ class ModelArguments:
     def new_attribute(self) -> tuple[str, list[str]] | None:
         if not self.add_attribute:
             return None
-        name, _, aspects = self.add_attribute.partition("=")
-        if not name or not aspects:
-            raise ValueError(f"--add-attribute must look like 'name=aspect0,aspect1'; got {self.add_attribute!r}.")
-        return name.strip(), [a.strip() for a in aspects.split(",")]
+        name, aspects = split_pair(self.add_attribute, "--add-attribute", "name=aspect0,aspect1")
+        return name, [a.strip() for a in aspects.split(",")]
 
 
 @dataclass
@@ -78,10 +85,8 @@ class DataArguments:
     def parse_pairs(pairs: list[str]) -> dict[str, list[str]]:
         files: dict[str, list[str]] = {}
         for pair in pairs:
-            attribute, sep, path = pair.partition("=")
-            if not sep or not attribute or not path:
-                raise ValueError(f"Data files are given as attribute=path; got {pair!r}.")
-            files.setdefault(attribute.strip(), []).append(path.strip())
+            attribute, path = split_pair(pair, "--data_files / --validation_files", "attribute=path")
+            files.setdefault(attribute, []).append(path)
         return files
 
 

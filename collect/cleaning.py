@@ -162,11 +162,11 @@ class ToxicityFilter:
 
 
 class AspectScoreFilter:
-    """The paper's classifier round: per attribute, a text classifier (e.g. trained with `training.scorers`) scores
+    """The paper's classifier round: per attribute, a text classifier (e.g. trained with `modeling_miracle.evaluation.scorers`) scores
     each response; a dialogue is kept when the mean probability of its target aspect is >= `threshold`."""
 
     def __init__(self, scorers: dict[str, str], attributes: dict[str, list[str]], threshold: float = 0.5):
-        from ..scorers import SequenceScorer
+        from ..evaluation.scorers import SequenceScorer
 
         self.threshold = threshold
         self.scorers = {a: SequenceScorer(path) for a, path in scorers.items()}

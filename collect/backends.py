@@ -159,7 +159,7 @@ class TransformersBackend(ChatBackend):
 
         if model is None:
             if model_name_or_path is None:
-                from modeling_miracle.backbones import smollm2_folder
+                from ..backbones import smollm2_folder
 
                 model_name_or_path = str(smollm2_folder())
             model = AutoModelForCausalLM.from_pretrained(model_name_or_path)

@@ -18,7 +18,7 @@ class CollectConfig:
     output_dir: str = field(metadata={"help": "Folder of the collection (created; rerun with the same folder to resume)."})
     attributes_file: list[str] = field(default_factory=lambda: ["default"], metadata={"help": "YAML/JSON file(s) of attributes, aspects, wordings and examples ('default' = the project's three attributes)."})
     only: list[str] = field(default_factory=list, metadata={"help": "Collect only these attributes of the file(s)."})
-    topics_file: str | None = field(default=None, metadata={"help": "Seed topics, one per line (default: training/corpus/topics.txt)."})
+    topics_file: str | None = field(default=None, metadata={"help": "Seed topics, one per line (default: corpus/topics.txt)."})
     mode: str = field(default="train", metadata={"help": "'train': single-aspect dialogues split into train/validation/test/heldout; 'test': multi-attribute dialogues with their target `tags` (every combination)."})
     dialogues_per_aspect: int = field(default=10, metadata={"help": "Dialogues to request per aspect (per combination in test mode)."})
     max_requests: int | None = field(default=None, metadata={"help": "Send at most this many new requests in this run (retries not counted); rerun to continue."})

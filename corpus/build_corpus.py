@@ -1,6 +1,6 @@
 """Assemble the writers' per-aspect source files (`sources/`) into the shipped files, in the authors' format.
 
-    python -m training.corpus.build_corpus
+    python -m modeling_miracle.corpus.build_corpus
 
 - `dialogue_<attribute>.<split>.jsonl` for split train / validation / test / heldout: `{"input", "output",
   "personas", "tag"}` rows of both aspects, interleaved;
@@ -16,17 +16,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from configuration.configuration_miracle import PAPER_ATTRIBUTES
+from ..configuration.configuration_miracle import PAPER_ATTRIBUTES
+from . import CORPUS_DIR, read_jsonl
 
-CORPUS_DIR = Path(__file__).resolve().parent
 SOURCES_DIR = CORPUS_DIR / "sources"
 DIALOGUE_SPLITS = ("train", "validation", "test", "heldout")
 TEXT_VALIDATION_EVERY = 6  # every 6th held-out dialogue goes to the text validation file
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
