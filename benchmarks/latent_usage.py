@@ -23,7 +23,7 @@ import random
 import torch
 
 from common import scorer_models
-from modeling_miracle.commands.cli import load_model_and_processor
+from modeling_miracle import load_model_and_processor
 from modeling_miracle.training.data import corpus_files, dialogue_examples
 
 

@@ -29,7 +29,7 @@ import torch
 from common import scorer_models
 from control_systems import MiracleSystem, PromptSystem, SteeringSystem, training_pairs
 from modeling_miracle.evaluation import metrics
-from modeling_miracle.commands.cli import load_model_and_processor
+from modeling_miracle import load_model_and_processor
 from modeling_miracle.training.data import CORPUS_DIR
 from modeling_miracle.evaluation.suite import evaluation_examples
 
