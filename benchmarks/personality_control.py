@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steering-scale", type=float, default=4.0)
     parser.add_argument("--steering-grid", default=None, help="'layers:scales', e.g. '6,10,15:2,4,8': tune steering only.")
     parser.add_argument("--guidance-scale", type=float, default=2.0)
+    parser.add_argument("--start-scale", type=float, default=None, help="sampler_start_scale for the MIRACLE rows.")
     parser.add_argument("--scorers", default="runs/scorers")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=40)
@@ -119,13 +120,15 @@ def main() -> None:
             for scale in scales:
                 runs.append((f"steering L{int(layer)} x{scale:g}", steering.with_setting(int(layer), scale)))
     else:
+        overrides = {} if args.start_scale is None else {"sampler_start_scale": args.start_scale}
         for name in systems:
             system = {
                 "prompt": lambda: PromptSystem(decoder, tokenizer, args.max_new_tokens),
                 "steering": lambda: steering,
-                "no_ebm": lambda: MiracleSystem(model, processor, False, 0.0, args.max_new_tokens, args.seed),
-                "miracle": lambda: MiracleSystem(model, processor, True, 0.0, args.max_new_tokens, args.seed),
-                "guided": lambda: MiracleSystem(model, processor, True, args.guidance_scale, args.max_new_tokens, args.seed),
+                "no_ebm": lambda: MiracleSystem(model, processor, False, 0.0, args.max_new_tokens, args.seed, **overrides),
+                "miracle": lambda: MiracleSystem(model, processor, True, 0.0, args.max_new_tokens, args.seed, **overrides),
+                "guided": lambda: MiracleSystem(model, processor, True, args.guidance_scale, args.max_new_tokens,
+                                                args.seed, **overrides),
             }[name]()
             runs.append((name, system))
 
