@@ -11,7 +11,6 @@ Each `respond(examples)` returns greedy replies for examples `{"messages", "pers
 from __future__ import annotations
 
 import copy
-import json
 
 import torch
 
@@ -168,20 +167,11 @@ class MiracleSystem:
 
 
 def training_pairs(attributes: dict[str, list[str]], per_aspect: int = 64) -> dict:
-    """(messages, response) pairs of the packaged corpus's training dialogues, per attribute and aspect."""
-    from modeling_miracle.training.data import corpus_files, dialogue_examples
+    """(messages, response) pairs of the first turns of the packaged corpus's training dialogues, per attribute and
+    aspect (at most `per_aspect` each)."""
+    from common import corpus_examples_by_aspect
 
-    pairs = {}
-    for attribute, path in corpus_files("train").items():
-        if attribute not in attributes:
-            continue
-        by_aspect: dict[int, list] = {0: [], 1: []}
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                row["aspect_id"] = row["tag"]
-                for example in dialogue_examples(row, 0)[:1]:
-                    if len(by_aspect[row["tag"]]) < per_aspect:
-                        by_aspect[row["tag"]].append((example["messages"], example["response"]))
-        pairs[attribute] = by_aspect
-    return pairs
+    grouped = corpus_examples_by_aspect("train", attributes, first_turn_only=True)
+    return {attribute: {aspect: [(e["messages"], e["response"]) for e in examples[:per_aspect]]
+                        for aspect, examples in by_aspect.items()}
+            for attribute, by_aspect in grouped.items()}

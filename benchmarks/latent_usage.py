@@ -17,34 +17,22 @@ both aspects balanced) it prints:
 from __future__ import annotations
 
 import argparse
-import json
 import random
 
 import torch
 
-from common import scorer_models
+from common import corpus_examples_by_aspect, scorer_models
 from modeling_miracle import load_model_and_processor
-from modeling_miracle.training.data import corpus_files, dialogue_examples
 
 
 def validation_examples(attributes: dict[str, list[str]], per_attribute: int, seed: int = 0) -> list[dict]:
     """`per_attribute` validation examples of each attribute, alternating its aspects."""
     rng = random.Random(seed)
     examples = []
-    for attribute_id, (attribute, path) in enumerate(corpus_files("validation").items()):
-        if attribute not in attributes:
-            continue
-        by_aspect: dict[int, list[dict]] = {}
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                row["aspect_id"] = row["tag"]
-                for example in dialogue_examples(row, list(attributes).index(attribute)):
-                    by_aspect.setdefault(row["tag"], []).append({**example, "attribute": attribute})
+    for by_aspect in corpus_examples_by_aspect("validation", attributes).values():
         for queue in by_aspect.values():
             rng.shuffle(queue)
-        half = per_attribute // len(by_aspect)
-        for i in range(half):
+        for i in range(per_attribute // len(by_aspect)):
             examples += [queue[i] for queue in by_aspect.values()]
     return examples
 
