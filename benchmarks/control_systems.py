@@ -40,10 +40,10 @@ def left_padded(tokenizer, prompts: list[str]) -> dict:
 
 
 @torch.no_grad()
-def greedy_replies(decoder, tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
+def greedy_replies(decoder, tokenizer, prompts: list[str], max_new_tokens: int, no_repeat_ngram_size: int = 0) -> list[str]:
     inputs = left_padded(tokenizer, prompts)
     output = decoder.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                              pad_token_id=tokenizer.pad_token_id)
+                              no_repeat_ngram_size=no_repeat_ngram_size, pad_token_id=tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     return [t.strip() for t in texts]
 
@@ -51,8 +51,9 @@ def greedy_replies(decoder, tokenizer, prompts: list[str], max_new_tokens: int) 
 class PromptSystem:
     """The plain decoder with the personality described in a system message."""
 
-    def __init__(self, decoder, tokenizer, max_new_tokens: int = 40):
+    def __init__(self, decoder, tokenizer, max_new_tokens: int = 40, no_repeat_ngram_size: int = 0):
         self.decoder, self.tokenizer, self.max_new_tokens = decoder, tokenizer, max_new_tokens
+        self.no_repeat_ngram_size = no_repeat_ngram_size
 
     def respond(self, examples: list[dict]) -> list[str]:
         prompts = [
@@ -61,7 +62,7 @@ class PromptSystem:
                 add_generation_prompt=True, tokenize=False)
             for e in examples
         ]
-        return greedy_replies(self.decoder, self.tokenizer, prompts, self.max_new_tokens)
+        return greedy_replies(self.decoder, self.tokenizer, prompts, self.max_new_tokens, self.no_repeat_ngram_size)
 
 
 def decoder_layers(decoder):
@@ -80,9 +81,10 @@ class SteeringSystem:
     """
 
     def __init__(self, decoder, tokenizer, attributes: dict[str, list[str]], layer: int = 15, scale: float = 4.0,
-                 max_new_tokens: int = 40):
+                 max_new_tokens: int = 40, no_repeat_ngram_size: int = 0):
         self.decoder, self.tokenizer, self.attributes = decoder, tokenizer, attributes
         self.layer, self.scale, self.max_new_tokens = layer, scale, max_new_tokens
+        self.no_repeat_ngram_size = no_repeat_ngram_size
         self.vectors: dict[str, torch.Tensor] = {}  # attribute -> (layers + 1, hidden)
 
     @torch.no_grad()
@@ -141,7 +143,7 @@ class SteeringSystem:
         try:
             prompts = [self.tokenizer.apply_chat_template(e["messages"], add_generation_prompt=True, tokenize=False)
                        for e in examples]
-            return greedy_replies(self.decoder, self.tokenizer, prompts, self.max_new_tokens)
+            return greedy_replies(self.decoder, self.tokenizer, prompts, self.max_new_tokens, self.no_repeat_ngram_size)
         finally:
             handle.remove()
 
@@ -150,9 +152,10 @@ class MiracleSystem:
     """A MIRACLE model's own generation (EBM on or off, latent guidance scale)."""
 
     def __init__(self, model, processor, use_ebm: bool = True, guidance_scale: float = 0.0, max_new_tokens: int = 40,
-                 seed: int = 0, **sampler_overrides):
+                 seed: int = 0, no_repeat_ngram_size: int = 0, **sampler_overrides):
         self.model, self.processor, self.use_ebm = model, processor, use_ebm
         self.guidance_scale, self.max_new_tokens, self.seed = guidance_scale, max_new_tokens, seed
+        self.no_repeat_ngram_size = no_repeat_ngram_size
         self.sampler_overrides = sampler_overrides
 
     @torch.no_grad()
@@ -161,6 +164,7 @@ class MiracleSystem:
         output = self.model.generate(
             **inputs, personality=[e["personality"] for e in examples], use_ebm=self.use_ebm, do_sample=False,
             max_new_tokens=self.max_new_tokens, latent_guidance_scale=self.guidance_scale,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
             generator=torch.Generator().manual_seed(self.seed), **self.sampler_overrides,
         )
         return self.processor.batch_decode(output, prompt_length=inputs["input_ids"].shape[1])

@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steering-scale", type=float, default=4.0)
     parser.add_argument("--steering-grid", default=None, help="'layers:scales', e.g. '6,10,15:2,4,8': tune steering only.")
     parser.add_argument("--guidance-scale", type=float, default=2.0)
+    parser.add_argument("--guidance-plausibility", type=float, default=None,
+                        help="latent_guidance_plausibility for the guided row (tokens below this share of the top one are ruled out).")
+    parser.add_argument("--no-repeat-ngram-size", type=int, default=0,
+                        help="Forbid repeating a token n-gram, for every system alike (0: off, the paper's plain greedy).")
     parser.add_argument("--start-scale", type=float, default=None, help="sampler_start_scale for the MIRACLE rows.")
     parser.add_argument("--scorers", default="runs/scorers")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -111,7 +115,7 @@ def main() -> None:
     steering = None
     if "steering" in systems or args.steering_grid:
         steering = SteeringSystem(decoder, tokenizer, attributes, args.steering_layer, args.steering_scale,
-                                  args.max_new_tokens).fit(training_pairs(attributes))
+                                  args.max_new_tokens, args.no_repeat_ngram_size).fit(training_pairs(attributes))
 
     runs = []
     if args.steering_grid:
@@ -121,9 +125,12 @@ def main() -> None:
                 runs.append((f"steering L{int(layer)} x{scale:g}", steering.with_setting(int(layer), scale)))
     else:
         overrides = {} if args.start_scale is None else {"sampler_start_scale": args.start_scale}
+        overrides["no_repeat_ngram_size"] = args.no_repeat_ngram_size
+        if args.guidance_plausibility is not None:  # read only when the guidance scale is non-zero
+            model.config.latent_guidance_plausibility = args.guidance_plausibility
         for name in systems:
             system = {
-                "prompt": lambda: PromptSystem(decoder, tokenizer, args.max_new_tokens),
+                "prompt": lambda: PromptSystem(decoder, tokenizer, args.max_new_tokens, args.no_repeat_ngram_size),
                 "steering": lambda: steering,
                 "no_ebm": lambda: MiracleSystem(model, processor, False, 0.0, args.max_new_tokens, args.seed, **overrides),
                 "miracle": lambda: MiracleSystem(model, processor, True, 0.0, args.max_new_tokens, args.seed, **overrides),
@@ -141,7 +148,8 @@ def main() -> None:
     print("command: python benchmarks/personality_control.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items() if v is not None))
     print(f"{len(examples)} examples from {args.test_file}; greedy, {args.max_new_tokens} new tokens; "
-          f"steering layer {args.steering_layer} scale {args.steering_scale}; guidance scale {args.guidance_scale}\n")
+          f"steering layer {args.steering_layer} scale {args.steering_scale}; guidance scale {args.guidance_scale}; "
+          f"no-repeat n-gram {args.no_repeat_ngram_size}\n")
     print("| system | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     for name, row in table.items():
         print(f"| {name} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |")

@@ -80,6 +80,7 @@ class DataArguments:
     skip_malformed: bool = field(default=False, metadata={"help": "Skip malformed rows (and report how many) instead of stopping."})
     max_dialogues_per_attribute: int | None = None
     expand_prefixes: bool = field(default=True, metadata={"help": "One example per assistant turn (authors' prefix expansion)."})
+    decoder_history_dropout: float = field(default=0.0, metadata={"help": "Share of examples whose decoder sees only the last user turn (encoders still read the whole history); not in the paper, default 0. Makes the decoder read z instead of copying the style of earlier turns."})
 
     @staticmethod
     def parse_pairs(pairs: list[str]) -> dict[str, list[str]]:

@@ -142,7 +142,8 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         resume = parse_resume(training_args.resume_from_checkpoint)
     set_seed(training_args.seed)  # the same fresh MIRACLE layers in every process and every run
     model, processor = build_model_and_processor(model_args)
-    collator = MiracleDataCollator(processor)
+    collator = MiracleDataCollator(processor, decoder_history_dropout=data_args.decoder_history_dropout,
+                                   seed=training_args.seed)
     new_attribute = model_args.new_attribute()
     if new_attribute:
         collator = prepare_new_attribute(model, processor, *new_attribute, head_only=model_args.train_head_only)

@@ -60,6 +60,9 @@ class MiracleConfig(PreTrainedConfig):
             decoder must lean on z (Bowman et al. 2016; 0 = off, as in the paper).
         latent_guidance_scale (`float`): default strength of decoding-time latent guidance: next-token logits
             under z are pushed away from those under z moved to the opposite aspects (0 = off, as in the paper).
+        latent_guidance_plausibility (`float`): with guidance, only tokens whose probability under z is at least
+            this share of the top token's stay allowed (the plausibility constraint of contrastive decoding, Li et
+            al. 2023), so the push picks among tokens the decoder finds fluent (0 = no constraint).
         kl_num_cycles, kl_zero_ratio, kl_ramp_ratio: cyclical KL schedule (Fu et al. 2019): each cycle
             holds beta at 0 for `kl_zero_ratio` of it, ramps linearly to 1 over `kl_ramp_ratio`, then holds 1.
         sampler_method, sampler_rtol, sampler_atol, sampler_step_size, sampler_max_steps: ODE solver
@@ -98,6 +101,7 @@ class MiracleConfig(PreTrainedConfig):
     bow_loss_weight: float = 0.0
     word_dropout: float = 0.0
     latent_guidance_scale: float = 0.0
+    latent_guidance_plausibility: float = 0.0
     kl_num_cycles: int = 4
     kl_zero_ratio: float = 0.0
     kl_ramp_ratio: float = 0.5
@@ -183,6 +187,8 @@ class MiracleConfig(PreTrainedConfig):
             )
         if self.latent_prefix_length < 1:
             raise ValueError(f"`latent_prefix_length` must be >= 1; got {self.latent_prefix_length}.")
+        if not (0 <= self.latent_guidance_plausibility < 1):
+            raise ValueError(f"`latent_guidance_plausibility` must be in [0, 1); got {self.latent_guidance_plausibility}.")
         if not (0 <= self.word_dropout < 1):
             raise ValueError(f"`word_dropout` must be in [0, 1); got {self.word_dropout}.")
         if self.kl_num_cycles < 1:

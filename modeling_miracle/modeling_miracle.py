@@ -545,11 +545,22 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         output.logits = decoder_out.logits
         if guided:
             conditional, opposite = decoder_out.logits.chunk(2)
-            output.logits = conditional + latent_guidance_scale * (conditional - opposite)
+            output.logits = self._guided_logits(conditional, opposite, latent_guidance_scale)
         output.cache = decoder_out.cache if use_cache is not False else None
         if labels is None and attribute_ids is None:
             return output
         return self._add_losses(output, labels, kl, attribute_ids, aspect_ids, beta)
+
+    def _guided_logits(self, conditional, opposite, scale):
+        """`l(z) + s (l(z) - l(z_away))`; with `config.latent_guidance_plausibility` a, tokens whose probability
+        under z is below a times the top token's are ruled out (set to the dtype's minimum)."""
+        guided = conditional + scale * (conditional - opposite)
+        plausibility = self.config.latent_guidance_plausibility
+        if plausibility > 0:
+            log_probs = conditional.float().log_softmax(-1)
+            implausible = log_probs < log_probs.max(-1, keepdim=True).values + math.log(plausibility)
+            guided = guided.masked_fill(implausible, torch.finfo(guided.dtype).min)
+        return guided
 
     def _drop_response_words(self, input_ids, inputs_embeds, labels):
         """Word dropout: zero the input embedding of a random `config.word_dropout` share of response tokens."""

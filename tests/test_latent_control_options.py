@@ -3,6 +3,7 @@ word dropout and decoding-time latent guidance. Each one switched off must give 
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
 
 from modeling_miracle import MiracleForPersonalizedGeneration
 
@@ -134,6 +135,23 @@ def test_guided_logits_contrast_the_two_latents(processor):
     assert torch.allclose(guided, plain + 2.0 * (plain - opposite), atol=1e-4)
     off = model(**inputs, latent=z, guidance_latent=z_opposite, latent_guidance_scale=0.0).logits
     assert torch.equal(off, plain)
+
+
+def test_guidance_plausibility_keeps_only_tokens_the_decoder_finds_likely(processor):
+    model = sharpen(make_model("llama", seed=2))
+    inputs = processor(CONVERSATIONS)
+    z, z_opposite = torch.randn(2, 3, 16, generator=torch.Generator().manual_seed(0))
+    plain = model(**inputs, latent=z).logits[:, -1]
+    unconstrained = model(**inputs, latent=z, guidance_latent=z_opposite, latent_guidance_scale=2.0).logits[:, -1]
+    model.config.latent_guidance_plausibility = 0.1
+    constrained = model(**inputs, latent=z, guidance_latent=z_opposite, latent_guidance_scale=2.0).logits[:, -1]
+    probs = plain.softmax(-1)
+    allowed = probs >= 0.1 * probs.max(-1, keepdim=True).values
+    assert allowed.any(-1).all() and not allowed.all()
+    assert torch.allclose(constrained[allowed], unconstrained[allowed], atol=1e-4)
+    assert (constrained[~allowed] == torch.finfo(constrained.dtype).min).all()
+    with pytest.raises(StrictDataclassClassValidationError, match="latent_guidance_plausibility"):
+        make_model("llama", latent_guidance_plausibility=1.0)
 
 
 def test_guided_generation_is_exact_with_the_cache_and_off_by_default(processor):

@@ -323,6 +323,14 @@ def test_resume_true_continues_from_the_last_checkpoint_with_the_same_losses(bac
     assert [resumed[s] for s in (4, 5, 6)] == pytest.approx([uninterrupted[s] for s in (4, 5, 6)], rel=1e-4)
 
 
+def test_decoder_history_dropout_changes_what_the_decoder_sees_and_is_checked(backbones, first_run, tmp_path):
+    assert cli(run_flags(tmp_path / "dropped", 2, "--decoder_history_dropout", "1.0", backbones=backbones, save_steps=2)) == 0
+    dropped, full = logged_losses(tmp_path / "dropped" / "checkpoint-2"), logged_losses(first_run / "checkpoint-3")
+    assert dropped[1] != pytest.approx(full[1], rel=1e-4)  # same weights and batch at step 1, shorter decoder prompts
+    with pytest.raises(ValueError, match="decoder_history_dropout"):
+        cli(run_flags(tmp_path / "bad", 2, "--decoder_history_dropout", "1.5", backbones=backbones))
+
+
 def test_resume_true_without_a_checkpoint_says_so(backbones, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint|there is none"):
         cli(run_flags(tmp_path / "empty", 2, "--resume_from_checkpoint", "true", backbones=backbones))
