@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latent_guidance_plausibility for the guided row (tokens below this share of the top one are ruled out).")
     parser.add_argument("--no-repeat-ngram-size", type=int, default=0,
                         help="Forbid repeating a token n-gram, for every system alike (0: off, the paper's plain greedy).")
+    parser.add_argument("--sampler", default="{}", help='JSON of sampler_* overrides for the MIRACLE rows, e.g. \'{"sampler_keep_prior_term": true}\'.')
     parser.add_argument("--start-scale", type=float, default=None, help="sampler_start_scale for the MIRACLE rows.")
     parser.add_argument("--scorers", default="runs/scorers")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -124,7 +125,9 @@ def main() -> None:
             for scale in scales:
                 runs.append((f"steering L{int(layer)} x{scale:g}", steering.with_setting(int(layer), scale)))
     else:
-        overrides = {} if args.start_scale is None else {"sampler_start_scale": args.start_scale}
+        overrides = json.loads(args.sampler)
+        if args.start_scale is not None:
+            overrides["sampler_start_scale"] = args.start_scale
         overrides["no_repeat_ngram_size"] = args.no_repeat_ngram_size
         if args.guidance_plausibility is not None:  # read only when the guidance scale is non-zero
             model.config.latent_guidance_plausibility = args.guidance_plausibility
