@@ -389,10 +389,18 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         `latent_guidance_scale` (default: `config.latent_guidance_scale`, 0 = off) turns on decoding-time latent
         guidance: the same start is also moved by the ODE *away* from the personality (weights negated), and the
         next-token logits are pushed from those under that opposite z towards those under z. Give
-        `guidance_latent=` to choose the opposite z yourself. Not combinable with beam search.
+        `guidance_latent=` to choose the opposite z yourself. Not combinable with beam search. The config's default
+        scale is not applied with `use_ebm=False` or a given `latent` (there is no ODE to give the opposite z).
         """
         sampler_overrides = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("sampler_")}
-        scale = self.config.latent_guidance_scale if latent_guidance_scale is None else float(latent_guidance_scale)
+        if latent_guidance_scale is None:
+            # The config's default applies where an opposite z can be had: EBM sampling, or a given `guidance_latent`.
+            can_guide = guidance_latent is not None or (latent is None and use_ebm)
+            latent_guidance_scale = self.config.latent_guidance_scale if can_guide else 0.0
+        elif latent_guidance_scale and not use_ebm and latent is None and guidance_latent is None:
+            raise ValueError("Latent guidance moves z away from the personality with the EBM ODE: it needs "
+                             "`use_ebm=True` (or a `guidance_latent`).")
+        scale = float(latent_guidance_scale)
         if scale and kwargs.get("num_beams", 1) > 1:
             raise ValueError("Latent guidance works with greedy search and sampling, not beam search (`num_beams` > 1).")
         if input_ids is None:

@@ -189,6 +189,26 @@ def test_guidance_refuses_beam_search_and_the_config_default_applies(processor, 
         model.generate(**inputs, personality=PERSONALITY, num_beams=2, max_new_tokens=3, pad_token_id=50256)
     model.save_pretrained(tmp_path)
     assert MiracleForPersonalizedGeneration.from_pretrained(tmp_path).config.latent_guidance_scale == 1.5
+    kwargs = dict(**inputs, max_new_tokens=4, do_sample=False, pad_token_id=50256)
+    guided = model.generate(**kwargs, personality=PERSONALITY, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(guided, model.generate(**kwargs, personality=PERSONALITY, latent_guidance_scale=1.5,
+                                              generator=torch.Generator().manual_seed(0)))
+
+
+def test_default_guidance_is_off_without_ebm_and_an_explicit_scale_is_refused(processor):
+    model = sharpen(make_model("gpt2", seed=5, latent_guidance_scale=3.0))
+    inputs = processor(CONVERSATIONS)
+    kwargs = dict(**inputs, personality=PERSONALITY, use_ebm=False, max_new_tokens=6, do_sample=False, pad_token_id=50256)
+    default = model.generate(**kwargs, generator=torch.Generator().manual_seed(0))
+    off = model.generate(**kwargs, latent_guidance_scale=0.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(default, off)
+    with pytest.raises(ValueError, match="use_ebm=True"):
+        model.generate(**kwargs, latent_guidance_scale=2.0)
+    latent = torch.randn(3, 16)
+    from_latent = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=6,
+                       do_sample=False, pad_token_id=50256)
+    assert torch.equal(model.generate(**from_latent, latent=latent),
+                       model.generate(**from_latent, latent=latent, latent_guidance_scale=0.0))
 
 
 # ---------------------------------------------------------------- sampler start scale
