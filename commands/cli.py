@@ -104,6 +104,8 @@ def _add_generation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--guidance-scale", type=float, default=None,
                         help="Decoding-time latent guidance strength (default: the model config's; 0 = off).")
+    parser.add_argument("--guidance-plausibility", type=float, default=None,
+                        help="With guidance: rule out tokens below this share of the top token's probability (default: the config's).")
 
 
 def generation_options(args) -> dict:
@@ -111,6 +113,8 @@ def generation_options(args) -> dict:
     options = {"use_ebm": not args.no_ebm, "max_new_tokens": args.max_new_tokens}
     if args.guidance_scale is not None:
         options["latent_guidance_scale"] = args.guidance_scale
+    if args.guidance_plausibility is not None:
+        options["latent_guidance_plausibility"] = args.guidance_plausibility
     return options
 
 

@@ -376,6 +376,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         generator: torch.Generator | None = None,
         latent_guidance_scale: float | None = None,
         guidance_latent: torch.Tensor | None = None,
+        latent_guidance_plausibility: float | None = None,
         **kwargs,
     ):
         """Encode the context, sample z with the EBM ODE for `personality`, then decode with `GenerationMixin`.
@@ -389,7 +390,8 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         `latent_guidance_scale` (default: `config.latent_guidance_scale`, 0 = off) turns on decoding-time latent
         guidance: the same start is also moved by the ODE *away* from the personality (weights negated), and the
         next-token logits are pushed from those under that opposite z towards those under z. Give
-        `guidance_latent=` to choose the opposite z yourself. Not combinable with beam search. The config's default
+        `guidance_latent=` to choose the opposite z yourself; `latent_guidance_plausibility` (default: the config's)
+        rules out tokens below that share of the top token's probability under z. Not combinable with beam search. The config's default
         scale is not applied with `use_ebm=False` or a given `latent` (there is no ODE to give the opposite z).
         """
         sampler_overrides = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("sampler_")}
@@ -436,6 +438,11 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
                 raise ValueError(f"`guidance_latent` must have the shape of the latent {tuple(latent.shape)}; "
                                  f"got {tuple(guidance_latent.shape)}.")
             kwargs.update(guidance_latent=guidance_latent.to(self.device), latent_guidance_scale=scale)
+            if latent_guidance_plausibility is not None:
+                check_value("latent_guidance_plausibility", latent_guidance_plausibility, float)
+                if not 0 <= latent_guidance_plausibility < 1:
+                    raise ValueError(f"`latent_guidance_plausibility` must be in [0, 1); got {latent_guidance_plausibility}.")
+                kwargs["latent_guidance_plausibility"] = float(latent_guidance_plausibility)
         return super().generate(input_ids=input_ids, attention_mask=attention_mask, latent=latent.to(self.device), **kwargs)
 
     # ------------------------------------------------------------------ decoder with latent
@@ -478,6 +485,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         logits_to_keep: int | torch.Tensor = 0,
         guidance_latent: torch.Tensor | None = None,
         latent_guidance_scale: float = 0.0,
+        latent_guidance_plausibility: float | None = None,
         **kwargs,
     ) -> MiracleOutput:
         r"""
@@ -553,17 +561,17 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         output.logits = decoder_out.logits
         if guided:
             conditional, opposite = decoder_out.logits.chunk(2)
-            output.logits = self._guided_logits(conditional, opposite, latent_guidance_scale)
+            output.logits = self._guided_logits(conditional, opposite, latent_guidance_scale, latent_guidance_plausibility)
         output.cache = decoder_out.cache if use_cache is not False else None
         if labels is None and attribute_ids is None:
             return output
         return self._add_losses(output, labels, kl, attribute_ids, aspect_ids, beta)
 
-    def _guided_logits(self, conditional, opposite, scale):
-        """`l(z) + s (l(z) - l(z_away))`; with `config.latent_guidance_plausibility` a, tokens whose probability
-        under z is below a times the top token's are ruled out (set to the dtype's minimum)."""
+    def _guided_logits(self, conditional, opposite, scale, plausibility=None):
+        """`l(z) + s (l(z) - l(z_away))`; with a plausibility a (default `config.latent_guidance_plausibility`), tokens
+        whose probability under z is below a times the top token's are ruled out (set to the dtype's minimum)."""
         guided = conditional + scale * (conditional - opposite)
-        plausibility = self.config.latent_guidance_plausibility
+        plausibility = self.config.latent_guidance_plausibility if plausibility is None else plausibility
         if plausibility > 0:
             log_probs = conditional.float().log_softmax(-1)
             implausible = log_probs < log_probs.max(-1, keepdim=True).values + math.log(plausibility)

@@ -154,6 +154,20 @@ def test_guidance_plausibility_keeps_only_tokens_the_decoder_finds_likely(proces
         make_model("llama", latent_guidance_plausibility=1.0)
 
 
+def test_guidance_plausibility_per_call_matches_the_config_and_is_checked(processor):
+    model = sharpen(make_model("llama", seed=3))
+    kwargs = dict(**processor(CONVERSATIONS), personality=PERSONALITY, max_new_tokens=8, do_sample=False,
+                  latent_guidance_scale=6.0, pad_token_id=0)
+    per_call = model.generate(**kwargs, latent_guidance_plausibility=0.5, generator=torch.Generator().manual_seed(0))
+    unconstrained = model.generate(**kwargs, generator=torch.Generator().manual_seed(0))
+    model.config.latent_guidance_plausibility = 0.5
+    from_config = model.generate(**kwargs, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(per_call, from_config)
+    assert not torch.equal(per_call, unconstrained)
+    with pytest.raises(ValueError, match="latent_guidance_plausibility"):
+        model.generate(**kwargs, latent_guidance_plausibility=1.5)
+
+
 def test_guided_generation_is_exact_with_the_cache_and_off_by_default(processor):
     model = sharpen(make_model("llama", seed=3, latent_prefix_length=2))
     inputs = processor(CONVERSATIONS)
