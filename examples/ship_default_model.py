@@ -7,6 +7,9 @@ and record the decoding settings chosen on validation data.
 - The bag-of-words head (`bow_loss_weight` > 0) is a training loss only: its weights (a latent -> vocabulary layer,
   half the file) are left out and `bow_loss_weight` is set to 0 in the shipped config (the trained value stays in
   `miracle_settings.json` under "trained_config").
+- Weights are stored in float16 (`--dtype float32` keeps them as trained); they load back into the float32 model.
+  For the shipped model this halved the file (29 -> 14.5 MB) and changed nothing measured: the same `miracle demo`
+  replies and the same validation table row.
 - `--inference` entries (MiracleConfig fields read at generation: `latent_guidance_*`, `sampler_*`) become the
   shipped model's defaults; every one can still be overridden per call.
 The new folder is written beside the shipped one and swapped in only once complete.
@@ -16,6 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from modeling_miracle.configuration import MiracleConfig
@@ -34,7 +38,7 @@ def check_inference_settings(settings: dict) -> None:
         raise SystemExit(f"--inference takes sampler_* and {', '.join(DECODING_FIELDS)} fields only; got {wrong}.")
 
 
-def ship(parts: Path, inference: dict, output: Path = DEFAULT_MODEL_DIR) -> None:
+def ship(parts: Path, inference: dict, output: Path = DEFAULT_MODEL_DIR, dtype: str = "float16") -> None:
     check_inference_settings(inference)
     settings = json.loads((parts / "miracle_settings.json").read_text())
     adapter = json.loads((parts / "adapter_config.json").read_text())
@@ -44,7 +48,8 @@ def ship(parts: Path, inference: dict, output: Path = DEFAULT_MODEL_DIR) -> None
     config = {**trained_config, **inference}
     if config.get("bow_loss_weight", 0) > 0:
         config["bow_loss_weight"] = 0.0
-    kept = {k: v for k, v in weights.items() if not any(f".{m}." in k for m in TRAINING_ONLY_MODULES)}
+    kept = {k: v.to(getattr(torch, dtype)) for k, v in weights.items()
+            if not any(f".{m}." in k for m in TRAINING_ONLY_MODULES)}
     adapter["modules_to_save"] = [m for m in adapter.get("modules_to_save") or [] if m not in TRAINING_ONLY_MODULES]
     record = {**settings, "config": config, "trained_config": trained_config, "inference": inference,
               "shipped_from": str(parts)}
@@ -64,9 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("parts", type=Path, help="A run's default-model parts, e.g. runs/long_c/final.")
     parser.add_argument("--inference", default="{}", help="JSON of generation-time MiracleConfig fields.")
+    parser.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="Storage type of the weights.")
     parser.add_argument("--output", type=Path, default=DEFAULT_MODEL_DIR, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    ship(args.parts, json.loads(args.inference), args.output)
+    ship(args.parts, json.loads(args.inference), args.output, args.dtype)
 
 
 if __name__ == "__main__":

@@ -83,11 +83,15 @@ def fake_parts(folder: Path) -> Path:
 def test_shipping_drops_the_training_only_head_and_records_the_decoding_defaults(ship_default_model, tmp_path):
     import json
 
+    import torch
+
     from safetensors.torch import load_file
 
     parts, output = fake_parts(tmp_path / "final"), tmp_path / "shipped"
     ship_default_model.ship(parts, {"latent_guidance_scale": 2.0, "sampler_start_scale": 0.0}, output)
-    assert list(load_file(output / "adapter_model.safetensors")) == ["base_model.model.prior_head.mu.weight"]
+    shipped = load_file(output / "adapter_model.safetensors")
+    assert list(shipped) == ["base_model.model.prior_head.mu.weight"]
+    assert shipped["base_model.model.prior_head.mu.weight"].dtype == torch.float16
     assert json.loads((output / "adapter_config.json").read_text())["modules_to_save"] == ["prior_head"]
     settings = json.loads((output / "miracle_settings.json").read_text())
     assert settings["config"] == {"latent_size": 2, "bow_loss_weight": 0.0, "latent_guidance_scale": 2.0,
