@@ -152,10 +152,11 @@ class MiracleSystem:
     """A MIRACLE model's own generation (EBM on or off, latent guidance scale)."""
 
     def __init__(self, model, processor, use_ebm: bool = True, guidance_scale: float = 0.0, max_new_tokens: int = 40,
-                 seed: int = 0, no_repeat_ngram_size: int = 0, **sampler_overrides):
+                 seed: int = 0, no_repeat_ngram_size: int = 0, guidance_plausibility: float | None = None,
+                 **sampler_overrides):
         self.model, self.processor, self.use_ebm = model, processor, use_ebm
         self.guidance_scale, self.max_new_tokens, self.seed = guidance_scale, max_new_tokens, seed
-        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.no_repeat_ngram_size, self.guidance_plausibility = no_repeat_ngram_size, guidance_plausibility
         self.sampler_overrides = sampler_overrides
 
     @torch.no_grad()
@@ -164,7 +165,7 @@ class MiracleSystem:
         output = self.model.generate(
             **inputs, personality=[e["personality"] for e in examples], use_ebm=self.use_ebm, do_sample=False,
             max_new_tokens=self.max_new_tokens, latent_guidance_scale=self.guidance_scale,
-            no_repeat_ngram_size=self.no_repeat_ngram_size,
+            latent_guidance_plausibility=self.guidance_plausibility, no_repeat_ngram_size=self.no_repeat_ngram_size,
             generator=torch.Generator().manual_seed(self.seed), **self.sampler_overrides,
         )
         return self.processor.batch_decode(output, prompt_length=inputs["input_ids"].shape[1])

@@ -125,20 +125,18 @@ def main() -> None:
             for scale in scales:
                 runs.append((f"steering L{int(layer)} x{scale:g}", steering.with_setting(int(layer), scale)))
     else:
-        overrides = json.loads(args.sampler)
+        options = json.loads(args.sampler)  # sampler_* overrides, then the MIRACLE rows' decoding options
         if args.start_scale is not None:
-            overrides["sampler_start_scale"] = args.start_scale
-        overrides["no_repeat_ngram_size"] = args.no_repeat_ngram_size
-        if args.guidance_plausibility is not None:  # read only when the guidance scale is non-zero
-            model.config.latent_guidance_plausibility = args.guidance_plausibility
+            options["sampler_start_scale"] = args.start_scale
+        options.update(no_repeat_ngram_size=args.no_repeat_ngram_size, guidance_plausibility=args.guidance_plausibility)
         for name in systems:
             system = {
                 "prompt": lambda: PromptSystem(decoder, tokenizer, args.max_new_tokens, args.no_repeat_ngram_size),
                 "steering": lambda: steering,
-                "no_ebm": lambda: MiracleSystem(model, processor, False, 0.0, args.max_new_tokens, args.seed, **overrides),
-                "miracle": lambda: MiracleSystem(model, processor, True, 0.0, args.max_new_tokens, args.seed, **overrides),
+                "no_ebm": lambda: MiracleSystem(model, processor, False, 0.0, args.max_new_tokens, args.seed, **options),
+                "miracle": lambda: MiracleSystem(model, processor, True, 0.0, args.max_new_tokens, args.seed, **options),
                 "guided": lambda: MiracleSystem(model, processor, True, args.guidance_scale, args.max_new_tokens,
-                                                args.seed, **overrides),
+                                                args.seed, **options),
             }[name]()
             runs.append((name, system))
 

@@ -26,6 +26,13 @@ SAMPLER_METHODS = (
 FIXED_STEP_METHODS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
 
 
+def check_guidance_plausibility(value: float) -> float:
+    """`latent_guidance_plausibility` must lie in [0, 1) (a share of the top token's probability)."""
+    if not 0 <= value < 1:
+        raise ValueError(f"`latent_guidance_plausibility` must be in [0, 1); got {value}.")
+    return float(value)
+
+
 @strict
 class MiracleConfig(PreTrainedConfig):
     r"""
@@ -187,8 +194,7 @@ class MiracleConfig(PreTrainedConfig):
             )
         if self.latent_prefix_length < 1:
             raise ValueError(f"`latent_prefix_length` must be >= 1; got {self.latent_prefix_length}.")
-        if not (0 <= self.latent_guidance_plausibility < 1):
-            raise ValueError(f"`latent_guidance_plausibility` must be in [0, 1); got {self.latent_guidance_plausibility}.")
+        check_guidance_plausibility(self.latent_guidance_plausibility)
         if not (0 <= self.word_dropout < 1):
             raise ValueError(f"`word_dropout` must be in [0, 1); got {self.word_dropout}.")
         if self.kl_num_cycles < 1:

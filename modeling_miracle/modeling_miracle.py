@@ -14,6 +14,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration import MiracleConfig
+from .configuration.configuration_miracle import check_guidance_plausibility
 from .configuration.validation import check_config_kwargs, check_value
 
 from .latent_modules import AttributeHeads, GaussianHead, LatentInjection, pool_hidden_states
@@ -439,10 +440,8 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
                                  f"got {tuple(guidance_latent.shape)}.")
             kwargs.update(guidance_latent=guidance_latent.to(self.device), latent_guidance_scale=scale)
             if latent_guidance_plausibility is not None:
-                check_value("latent_guidance_plausibility", latent_guidance_plausibility, float)
-                if not 0 <= latent_guidance_plausibility < 1:
-                    raise ValueError(f"`latent_guidance_plausibility` must be in [0, 1); got {latent_guidance_plausibility}.")
-                kwargs["latent_guidance_plausibility"] = float(latent_guidance_plausibility)
+                kwargs["latent_guidance_plausibility"] = check_guidance_plausibility(
+                    check_value("latent_guidance_plausibility", latent_guidance_plausibility, float))
         return super().generate(input_ids=input_ids, attention_mask=attention_mask, latent=latent.to(self.device), **kwargs)
 
     # ------------------------------------------------------------------ decoder with latent
@@ -572,9 +571,8 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         whose probability under z is below a times the top token's are ruled out (set to the dtype's minimum)."""
         guided = conditional + scale * (conditional - opposite)
         plausibility = self.config.latent_guidance_plausibility if plausibility is None else plausibility
-        if plausibility > 0:
-            log_probs = conditional.float().log_softmax(-1)
-            implausible = log_probs < log_probs.max(-1, keepdim=True).values + math.log(plausibility)
+        if plausibility > 0:  # p(token) < a * p(top)  <=>  logit(token) < logit(top) + log a (the normaliser cancels)
+            implausible = conditional < conditional.max(-1, keepdim=True).values + math.log(plausibility)
             guided = guided.masked_fill(implausible, torch.finfo(guided.dtype).min)
         return guided
 
