@@ -53,6 +53,11 @@ class MiracleConfig(PreTrainedConfig):
         use_latent_prefix (`bool`): put a linear map of z as virtual keys/values in every decoder layer.
         latent_prefix_length (`int`): how many virtual key/value positions the latent prefix has per layer
             (paper / authors: 1). More positions give z more attention slots in the decoder.
+        latent_residual_layers (`list[int]`, *optional*): decoder blocks after which a learned offset `W_l z` is
+            added to the residual stream at every position (a steering vector computed from z; empty or None = off,
+            as in the paper).
+        latent_residual_scale (`float`): multiplier of those offsets at decoding (1 = as trained; > 1 pushes the
+            personality harder at no extra cost, like a larger steering scale).
         share_encoder (`bool`): one encoder for both the prior and the posterior.
         head_hidden_size (`int`): hidden width of the two-layer latent classifier heads.
         kl_weight (`float`): weight of the KL term (on top of the cyclical schedule's beta).
@@ -96,6 +101,8 @@ class MiracleConfig(PreTrainedConfig):
     add_latent_to_embeddings: bool = True
     use_latent_prefix: bool = True
     latent_prefix_length: int = 1
+    latent_residual_layers: list | None = None
+    latent_residual_scale: float = 1.0
     share_encoder: bool = False
     head_hidden_size: int = 256
     kl_weight: float = 1.0
@@ -184,7 +191,7 @@ class MiracleConfig(PreTrainedConfig):
         if self.sampler_method not in SAMPLER_METHODS:
             raise ValueError(f"`sampler_method` must be one of {SAMPLER_METHODS}; got {self.sampler_method!r}.")
         for name in ("kl_weight", "kl_threshold", "classification_loss_weight", "distance_loss_weight",
-                     "bow_loss_weight", "latent_guidance_scale", "sampler_rtol", "sampler_atol", "sampler_beta_min", "sampler_beta_max", "sampler_start_scale"):
+                     "bow_loss_weight", "latent_guidance_scale", "latent_residual_scale", "sampler_rtol", "sampler_atol", "sampler_beta_min", "sampler_beta_max", "sampler_start_scale"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}.")
@@ -195,6 +202,9 @@ class MiracleConfig(PreTrainedConfig):
         if self.latent_prefix_length < 1:
             raise ValueError(f"`latent_prefix_length` must be >= 1; got {self.latent_prefix_length}.")
         check_guidance_plausibility(self.latent_guidance_plausibility)
+        layers = self.latent_residual_layers or []
+        if any(isinstance(layer, bool) or not isinstance(layer, int) or layer < 0 for layer in layers):
+            raise ValueError(f"`latent_residual_layers` must be a list of decoder block indices (ints >= 0); got {layers!r}.")
         if not (0 <= self.word_dropout < 1):
             raise ValueError(f"`word_dropout` must be in [0, 1); got {self.word_dropout}.")
         if self.kl_num_cycles < 1:

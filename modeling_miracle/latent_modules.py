@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 from transformers import DynamicCache, PreTrainedConfig
@@ -49,12 +51,32 @@ def decoder_cache_shape(decoder_config: PreTrainedConfig) -> tuple[int, int, int
     return layers, kv_heads, head_dim
 
 
+def decoder_blocks(decoder) -> nn.ModuleList:
+    """The transformer blocks of a causal LM: Llama-style `model.layers` or GPT-2-style `transformer.h`."""
+    base = getattr(decoder, "model", None) or getattr(decoder, "transformer", None)
+    blocks = getattr(base, "layers", None) if base is not None else None
+    if blocks is None and base is not None:
+        blocks = getattr(base, "h", None)
+    if blocks is None:
+        raise ValueError(f"Cannot find the transformer blocks of {type(decoder).__name__} (looked for "
+                         "`model.layers` and `transformer.h`).")
+    return blocks
+
+
+def _add_offset(output, offset: torch.Tensor):
+    """A block's output with `offset` (batch, 1, hidden) added to its hidden states (tensor or tuple output)."""
+    if isinstance(output, tuple):
+        return (output[0] + offset.to(output[0].dtype),) + tuple(output[1:])
+    return output + offset.to(output.dtype)
+
+
 class LatentInjection(nn.Module):
-    """How z reaches the decoder: added to every input embedding, and/or `prefix_positions` virtual keys/values
-    per layer."""
+    """How z reaches the decoder: added to every input embedding, `prefix_positions` virtual keys/values per layer,
+    and/or (`residual_layers`) a learned offset `W_l z` added to the residual stream after decoder block l at every
+    position (where activation steering acts, but computed from z)."""
 
     def __init__(self, latent_size: int, decoder_config: PreTrainedConfig, add_to_embeddings: bool, use_prefix: bool,
-                 prefix_positions: int = 1):
+                 prefix_positions: int = 1, residual_layers: list[int] | tuple[int, ...] = ()):
         super().__init__()
         self.decoder_config = decoder_config
         self.layers, self.kv_heads, self.head_dim = decoder_cache_shape(decoder_config)
@@ -63,14 +85,40 @@ class LatentInjection(nn.Module):
         self.to_prefix = (
             nn.Linear(latent_size, self.layers * 2 * self.kv_heads * prefix_positions * self.head_dim) if use_prefix else None
         )
+        invalid = [layer for layer in residual_layers or () if not 0 <= layer < self.layers]
+        if invalid:
+            raise ValueError(f"`latent_residual_layers` {invalid} out of range: the decoder has blocks 0..{self.layers - 1}.")
+        self.to_residual = nn.ModuleDict(
+            {str(layer): nn.Linear(latent_size, decoder_config.hidden_size) for layer in sorted(set(residual_layers or ()))}
+        ) if residual_layers else None
 
     def reset_parameters(self) -> None:
-        """Start as a no-op on a pretrained decoder: a zero embedding offset and a zero prefix value (the prefix
-        key starts small, so the prefix takes little attention until trained)."""
-        for linear in (self.to_embedding, self.to_prefix):
+        """Start as a no-op on a pretrained decoder: zero embedding and residual offsets and a zero prefix value
+        (the prefix key starts small, so the prefix takes little attention until trained)."""
+        residual = list(self.to_residual.values()) if self.to_residual is not None else []
+        for linear in [self.to_embedding, self.to_prefix, *residual]:
             if linear is not None:
                 nn.init.zeros_(linear.weight)
                 nn.init.zeros_(linear.bias)
+
+    @contextlib.contextmanager
+    def residual_offsets(self, decoder, latent: torch.Tensor, scale: float = 1.0):
+        """While open, decoder block l adds `scale * W_l z` (one row per batch row) to its output at every position.
+        A no-op without `residual_layers`."""
+        if self.to_residual is None:
+            yield
+            return
+        blocks = decoder_blocks(decoder)
+        handles = []
+        try:
+            for layer, linear in self.to_residual.items():
+                offset = (scale * linear(latent.to(linear.weight.dtype))).unsqueeze(1)
+                handles.append(blocks[int(layer)].register_forward_hook(
+                    lambda module, args, output, offset=offset: _add_offset(output, offset)))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
     @property
     def prefix_length(self) -> int:

@@ -145,7 +145,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         self.posterior_head = GaussianHead(encoder_hidden, config.latent_size)
         self.latent_injection = LatentInjection(
             config.latent_size, config.decoder, config.add_latent_to_embeddings, config.use_latent_prefix,
-            config.latent_prefix_length,
+            config.latent_prefix_length, config.latent_residual_layers or (),
         )
         # Bag-of-words head (optional auxiliary loss): z -> one distribution over the decoder's vocabulary.
         self.bow_head = nn.Linear(config.latent_size, config.decoder.vocab_size) if config.bow_loss_weight > 0 else None
@@ -548,15 +548,17 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         embeds, mask, positions, cache = self._decoder_inputs(
             input_ids, inputs_embeds, attention_mask, position_ids, cache, latent
         )
-        decoder_out = self.decoder(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=use_cache,
-            logits_to_keep=logits_to_keep,
-            **kwargs,
-        )
+        residual_scale = 1.0 if self.training else config.latent_residual_scale
+        with self.latent_injection.residual_offsets(self.decoder, latent, residual_scale):
+            decoder_out = self.decoder(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=use_cache,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
         output.logits = decoder_out.logits
         if guided:
             conditional, opposite = decoder_out.logits.chunk(2)
