@@ -42,3 +42,26 @@ def corpus_examples_by_aspect(split: str, attributes: dict, first_turn_only: boo
             for example in examples[:1] if first_turn_only else examples:
                 by_aspect.setdefault(row["tag"], []).append({**example, "attribute": attribute})
     return grouped
+
+
+def context_examples(paths: list[str], attributes: dict, max_examples: int | None = None) -> list[dict]:
+    """Conversations without targets (rows `{"input": [user turns], "output": [assistant turns]}` that end on a
+    user turn, like `../shared/data/contexts/`): the final turn of each row, asked in every personality, context by
+    context (so the first `8 * n` examples are n contexts x all 8 personalities of the paper's attributes)."""
+    from modeling_miracle.corpus import dialogue_examples, read_jsonl
+    from modeling_miracle.evaluation.scorers import context_text
+    from modeling_miracle.sampling import all_personalities
+
+    personalities = all_personalities(attributes)
+    examples = []
+    for path in paths:
+        for number, row in enumerate(read_jsonl(path), 1):
+            if len(row["input"]) != len(row["output"]) + 1:
+                raise ValueError(f"{path}, row {number}: a context row has one more user turn than assistant turns "
+                                 f"(it ends on the user turn to answer); got {len(row['input'])} and {len(row['output'])}.")
+            last = len(row["output"])
+            turn = dialogue_examples({**row, "output": row["output"] + [""], "aspect_id": -1}, -1)[last]
+            context = context_text(row["input"], row["output"] + [""], last)
+            examples += [{"messages": turn["messages"], "personality": p, "context": context, "reference": ""}
+                         for p in personalities]
+    return examples[:max_examples]

@@ -1,5 +1,6 @@
 """The systems `personality_control.py` compares, all on the same decoder backbone:
 
+- `PlainSystem`: the plain decoder on the conversation alone (no personality);
 - `PromptSystem`: the plain decoder told the personality in a system message (the paper's appendix A wording);
 - `SteeringSystem`: contrastive activation addition: per attribute, the difference of the decoder's mean residual
   activation between the two aspects' training responses, added at one layer with a scale;
@@ -13,6 +14,8 @@ from __future__ import annotations
 import copy
 
 import torch
+
+from modeling_miracle.latent_modules import decoder_blocks
 
 # Aspect descriptions in the paper's appendix A style ("answers ... in a plain and down-to-earth manner").
 ASPECT_DESCRIPTIONS = {
@@ -48,27 +51,27 @@ def greedy_replies(decoder, tokenizer, prompts: list[str], max_new_tokens: int, 
     return [t.strip() for t in texts]
 
 
-class PromptSystem:
-    """The plain decoder with the personality described in a system message."""
+class PlainSystem:
+    """The plain decoder on the conversation alone: no personality (the baseline of cost and of accuracy)."""
 
     def __init__(self, decoder, tokenizer, max_new_tokens: int = 40, no_repeat_ngram_size: int = 0):
         self.decoder, self.tokenizer, self.max_new_tokens = decoder, tokenizer, max_new_tokens
         self.no_repeat_ngram_size = no_repeat_ngram_size
 
+    def messages(self, example: dict) -> list[dict]:
+        return example["messages"]
+
     def respond(self, examples: list[dict]) -> list[str]:
-        prompts = [
-            self.tokenizer.apply_chat_template(
-                [{"role": "system", "content": personality_instruction(e["personality"])}] + e["messages"],
-                add_generation_prompt=True, tokenize=False)
-            for e in examples
-        ]
+        prompts = [self.tokenizer.apply_chat_template(self.messages(e), add_generation_prompt=True, tokenize=False)
+                   for e in examples]
         return greedy_replies(self.decoder, self.tokenizer, prompts, self.max_new_tokens, self.no_repeat_ngram_size)
 
 
-def decoder_layers(decoder):
-    """The list of transformer blocks of a causal LM (Llama-style `model.layers` or GPT-2 `transformer.h`)."""
-    base = getattr(decoder, "model", None) or getattr(decoder, "transformer")
-    return getattr(base, "layers", None) or getattr(base, "h")
+class PromptSystem(PlainSystem):
+    """The plain decoder with the personality described in a system message."""
+
+    def messages(self, example: dict) -> list[dict]:
+        return [{"role": "system", "content": personality_instruction(example["personality"])}] + example["messages"]
 
 
 class SteeringSystem:
@@ -139,7 +142,7 @@ class SteeringSystem:
                 return (output[0] + vectors[:, None, :].to(output[0].dtype),) + tuple(output[1:])
             return output + vectors[:, None, :].to(output.dtype)
 
-        handle = decoder_layers(self.decoder)[self.layer].register_forward_hook(add_vector)
+        handle = decoder_blocks(self.decoder)[self.layer].register_forward_hook(add_vector)
         try:
             prompts = [self.tokenizer.apply_chat_template(e["messages"], add_generation_prompt=True, tokenize=False)
                        for e in examples]

@@ -4,18 +4,23 @@
         [--systems prompt,steering,no_ebm,miracle,guided] [--steering-layer 15 --steering-scale 4]
         [--guidance-scale 2] [--scorers runs/scorers]
     python benchmarks/personality_control.py --steering-grid 6,10,15,20:2,4,8 --test-file <validation files>
+    python benchmarks/personality_control.py --contexts ../shared/data/contexts/dailydialog.validation.jsonl \
+        --max-examples 480    # real conversations: 60 contexts x all 8 personalities
 
 Same contexts, same decoder backbone (SmolLM2-135M-Instruct for the default model), same scorers (the project's
 attribute classifiers and NLI coherence classifier, `miracle evaluate`'s), greedy decoding, 40 new tokens:
 
+- plain: the plain decoder on the conversation alone (no personality: the cost baseline, and chance accuracy);
 - prompt: the plain decoder with a system message describing the personality (appendix A wording);
 - steering: contrastive activation addition on the plain decoder (vectors from the corpus's training responses);
 - no_ebm / miracle: MIRACLE without / with EBM sampling; guided: MIRACLE with decoding-time latent guidance.
 
 Test rows with `tags` give each context its target personality (the corpus's multi-attribute test set); rows
-without give all 2^N personalities. Columns: per-attribute accuracy and their average, NLI coherence, Distinct-2
-(corpus level), share of degenerate replies (empty or a repeated word trigram), perplexity under the plain
-decoder, seconds per 100 responses. `--steering-grid layers:scales` tunes steering on the given (validation) files.
+without give all 2^N personalities. `--contexts` takes conversations that end on a user turn (no targets, e.g. the
+real DailyDialog contexts): the last turn of each, in all 2^N personalities. Columns: per-attribute accuracy and
+their average, NLI coherence, Distinct-2 (corpus level), share of degenerate replies (empty or a repeated word
+trigram), perplexity under the plain decoder, seconds per 100 responses and that time as a ratio to the plain
+decoder's in the same run (`x plain`, when `plain` is among the systems). `--steering-grid layers:scales` tunes steering on the given (validation) files.
 """
 
 from __future__ import annotations
@@ -26,14 +31,14 @@ import time
 
 import torch
 
-from common import scorer_models
-from control_systems import MiracleSystem, PromptSystem, SteeringSystem, training_pairs
+from common import context_examples, scorer_models
+from control_systems import MiracleSystem, PlainSystem, PromptSystem, SteeringSystem, training_pairs
 from modeling_miracle.evaluation import metrics
 from modeling_miracle import load_model_and_processor
 from modeling_miracle.training.data import CORPUS_DIR
 from modeling_miracle.evaluation.suite import evaluation_examples
 
-ALL_SYSTEMS = ("prompt", "steering", "no_ebm", "miracle", "guided")
+ALL_SYSTEMS = ("plain", "prompt", "steering", "no_ebm", "miracle", "guided")
 
 
 def is_degenerate(text: str) -> bool:
@@ -80,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="MIRACLE model (saved folder or default-model parts; default: shipped).")
     parser.add_argument("--base-decoder", default=None, help="Plain decoder for prompt/steering/PPL (default: packaged SmolLM2).")
     parser.add_argument("--test-file", nargs="+", default=[str(CORPUS_DIR / "dialogue_multi.test.jsonl")])
+    parser.add_argument("--contexts", nargs="+", default=None,
+                        help="Context files (rows ending on a user turn, no targets) instead of --test-file.")
     parser.add_argument("--max-examples", type=int, default=96)
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS))
     parser.add_argument("--steering-layer", type=int, default=15)
@@ -109,7 +116,10 @@ def main() -> None:
         raise SystemExit(f"Unknown system(s) {unknown}; valid: {list(ALL_SYSTEMS)}.")
     model, processor = load_model_and_processor(args.model)
     attributes = model.config.attributes
-    examples = evaluation_examples(args.test_file, attributes, args.max_examples)
+    if args.contexts:
+        examples = context_examples(args.contexts, attributes, args.max_examples)
+    else:
+        examples = evaluation_examples(args.test_file, attributes, args.max_examples)
     scorers = scorer_models(args.scorers, attributes)
     decoder, tokenizer = plain_decoder(args.base_decoder)
     fluency = (decoder, tokenizer)
@@ -131,6 +141,7 @@ def main() -> None:
         options.update(no_repeat_ngram_size=args.no_repeat_ngram_size, guidance_plausibility=args.guidance_plausibility)
         for name in systems:
             system = {
+                "plain": lambda: PlainSystem(decoder, tokenizer, args.max_new_tokens, args.no_repeat_ngram_size),
                 "prompt": lambda: PromptSystem(decoder, tokenizer, args.max_new_tokens, args.no_repeat_ngram_size),
                 "steering": lambda: steering,
                 "no_ebm": lambda: MiracleSystem(model, processor, False, 0.0, args.max_new_tokens, args.seed, **options),
@@ -140,20 +151,22 @@ def main() -> None:
             }[name]()
             runs.append((name, system))
 
-    columns = list(attributes) + ["avg", "NLI", "Distinct-2", "degenerate", "PPL", "s/100"]
+    columns = list(attributes) + ["avg", "NLI", "Distinct-2", "degenerate", "PPL", "s/100", "x plain"]
     table, samples = {}, {}
     for name, system in runs:
         replies, seconds = run_system(system, examples, args.batch_size)
         table[name] = {**score_replies(examples, replies, scorers, attributes, fluency), "s/100": seconds}
         samples[name] = replies
+    for row in table.values():
+        row["x plain"] = row["s/100"] / table["plain"]["s/100"] if "plain" in table else float("nan")
     print("command: python benchmarks/personality_control.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items() if v is not None))
-    print(f"{len(examples)} examples from {args.test_file}; greedy, {args.max_new_tokens} new tokens; "
+    print(f"{len(examples)} examples from {args.contexts or args.test_file}; greedy, {args.max_new_tokens} new tokens; "
           f"steering layer {args.steering_layer} scale {args.steering_scale}; guidance scale {args.guidance_scale}; "
           f"no-repeat n-gram {args.no_repeat_ngram_size}\n")
     print("| system | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     for name, row in table.items():
-        print(f"| {name} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |")
+        print(f"| {name} | " + " | ".join(f"{row[c]:.2f}" if c == "x plain" else f"{row[c]:.1f}" for c in columns) + " |")
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump({"settings": vars(args), "table": table, "examples": [
