@@ -43,10 +43,10 @@ def left_padded(tokenizer, prompts: list[str]) -> dict:
 
 
 @torch.no_grad()
-def greedy_replies(decoder, tokenizer, prompts: list[str], max_new_tokens: int, no_repeat_ngram_size: int = 0) -> list[str]:
+def greedy_replies(decoder, tokenizer, prompts: list[str], max_new_tokens: int, decoding: dict | None = None) -> list[str]:
     inputs = left_padded(tokenizer, prompts)
     output = decoder.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                              no_repeat_ngram_size=no_repeat_ngram_size, pad_token_id=tokenizer.pad_token_id)
+                              pad_token_id=tokenizer.pad_token_id, **(decoding or {}))
     texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     return [t.strip() for t in texts]
 
@@ -54,9 +54,9 @@ def greedy_replies(decoder, tokenizer, prompts: list[str], max_new_tokens: int, 
 class PlainSystem:
     """The plain decoder on the conversation alone: no personality (the baseline of cost and of accuracy)."""
 
-    def __init__(self, decoder, tokenizer, max_new_tokens: int = 40, no_repeat_ngram_size: int = 0):
+    def __init__(self, decoder, tokenizer, max_new_tokens: int = 40, decoding: dict | None = None):
         self.decoder, self.tokenizer, self.max_new_tokens = decoder, tokenizer, max_new_tokens
-        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.decoding = decoding or {}
 
     def messages(self, example: dict) -> list[dict]:
         return example["messages"]
@@ -64,7 +64,7 @@ class PlainSystem:
     def respond(self, examples: list[dict]) -> list[str]:
         prompts = [self.tokenizer.apply_chat_template(self.messages(e), add_generation_prompt=True, tokenize=False)
                    for e in examples]
-        return greedy_replies(self.decoder, self.tokenizer, prompts, self.max_new_tokens, self.no_repeat_ngram_size)
+        return greedy_replies(self.decoder, self.tokenizer, prompts, self.max_new_tokens, self.decoding)
 
 
 class PromptSystem(PlainSystem):
@@ -84,10 +84,10 @@ class SteeringSystem:
     """
 
     def __init__(self, decoder, tokenizer, attributes: dict[str, list[str]], layer: int = 15, scale: float = 4.0,
-                 max_new_tokens: int = 40, no_repeat_ngram_size: int = 0):
+                 max_new_tokens: int = 40, decoding: dict | None = None):
         self.decoder, self.tokenizer, self.attributes = decoder, tokenizer, attributes
         self.layer, self.scale, self.max_new_tokens = layer, scale, max_new_tokens
-        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.decoding = decoding or {}
         self.vectors: dict[str, torch.Tensor] = {}  # attribute -> (layers + 1, hidden)
 
     @torch.no_grad()
@@ -146,7 +146,7 @@ class SteeringSystem:
         try:
             prompts = [self.tokenizer.apply_chat_template(e["messages"], add_generation_prompt=True, tokenize=False)
                        for e in examples]
-            return greedy_replies(self.decoder, self.tokenizer, prompts, self.max_new_tokens, self.no_repeat_ngram_size)
+            return greedy_replies(self.decoder, self.tokenizer, prompts, self.max_new_tokens, self.decoding)
         finally:
             handle.remove()
 
@@ -155,11 +155,11 @@ class MiracleSystem:
     """A MIRACLE model's own generation (EBM on or off, latent guidance scale)."""
 
     def __init__(self, model, processor, use_ebm: bool = True, guidance_scale: float = 0.0, max_new_tokens: int = 40,
-                 seed: int = 0, no_repeat_ngram_size: int = 0, guidance_plausibility: float | None = None,
+                 seed: int = 0, decoding: dict | None = None, guidance_plausibility: float | None = None,
                  **sampler_overrides):
         self.model, self.processor, self.use_ebm = model, processor, use_ebm
         self.guidance_scale, self.max_new_tokens, self.seed = guidance_scale, max_new_tokens, seed
-        self.no_repeat_ngram_size, self.guidance_plausibility = no_repeat_ngram_size, guidance_plausibility
+        self.decoding, self.guidance_plausibility = decoding or {}, guidance_plausibility
         self.sampler_overrides = sampler_overrides
 
     @torch.no_grad()
@@ -168,7 +168,7 @@ class MiracleSystem:
         output = self.model.generate(
             **inputs, personality=[e["personality"] for e in examples], use_ebm=self.use_ebm, do_sample=False,
             max_new_tokens=self.max_new_tokens, latent_guidance_scale=self.guidance_scale,
-            latent_guidance_plausibility=self.guidance_plausibility, no_repeat_ngram_size=self.no_repeat_ngram_size,
+            latent_guidance_plausibility=self.guidance_plausibility, **self.decoding,
             generator=torch.Generator().manual_seed(self.seed), **self.sampler_overrides,
         )
         return self.processor.batch_decode(output, prompt_length=inputs["input_ids"].shape[1])

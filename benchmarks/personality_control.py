@@ -80,6 +80,18 @@ def plain_decoder(path: str | None):
     return AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
 
 
+def shared_decoding(generation_config, args) -> dict:
+    """Loop-avoiding decoding settings applied to every system alike: the MIRACLE model's `generation_config`
+    values (its shipped defaults), overridden by the command line."""
+    decoding = {"no_repeat_ngram_size": generation_config.no_repeat_ngram_size or 0,
+                "repetition_penalty": generation_config.repetition_penalty or 1.0}
+    if args.no_repeat_ngram_size is not None:
+        decoding["no_repeat_ngram_size"] = args.no_repeat_ngram_size
+    if args.repetition_penalty is not None:
+        decoding["repetition_penalty"] = args.repetition_penalty
+    return decoding
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="MIRACLE model (saved folder or default-model parts; default: shipped).")
@@ -95,8 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--guidance-scale", type=float, default=2.0)
     parser.add_argument("--guidance-plausibility", type=float, default=None,
                         help="latent_guidance_plausibility for the guided row (tokens below this share of the top one are ruled out).")
-    parser.add_argument("--no-repeat-ngram-size", type=int, default=0,
-                        help="Forbid repeating a token n-gram, for every system alike (0: off, the paper's plain greedy).")
+    parser.add_argument("--no-repeat-ngram-size", type=int, default=None,
+                        help="Forbid repeating a token n-gram, for every system alike (0: off, the paper's plain greedy; "
+                             "default: the MIRACLE model's generation_config).")
+    parser.add_argument("--repetition-penalty", type=float, default=None,
+                        help="Repetition penalty for every system alike (1: off; default: the MIRACLE model's "
+                             "generation_config).")
     parser.add_argument("--sampler", default="{}", help='JSON of sampler_* overrides for the MIRACLE rows, e.g. \'{"sampler_keep_prior_term": true}\'.')
     parser.add_argument("--start-scale", type=float, default=None, help="sampler_start_scale for the MIRACLE rows.")
     parser.add_argument("--scorers", default="runs/scorers")
@@ -122,11 +138,12 @@ def main() -> None:
         examples = evaluation_examples(args.test_file, attributes, args.max_examples)
     scorers = scorer_models(args.scorers, attributes)
     decoder, tokenizer = plain_decoder(args.base_decoder)
+    decoding = shared_decoding(model.generation_config, args)
     fluency = (decoder, tokenizer)
     steering = None
     if "steering" in systems or args.steering_grid:
         steering = SteeringSystem(decoder, tokenizer, attributes, args.steering_layer, args.steering_scale,
-                                  args.max_new_tokens, args.no_repeat_ngram_size).fit(training_pairs(attributes))
+                                  args.max_new_tokens, decoding).fit(training_pairs(attributes))
 
     runs = []
     if args.steering_grid:
@@ -138,11 +155,11 @@ def main() -> None:
         options = json.loads(args.sampler)  # sampler_* overrides, then the MIRACLE rows' decoding options
         if args.start_scale is not None:
             options["sampler_start_scale"] = args.start_scale
-        options.update(no_repeat_ngram_size=args.no_repeat_ngram_size, guidance_plausibility=args.guidance_plausibility)
+        options.update(decoding=decoding, guidance_plausibility=args.guidance_plausibility)
         for name in systems:
             system = {
-                "plain": lambda: PlainSystem(decoder, tokenizer, args.max_new_tokens, args.no_repeat_ngram_size),
-                "prompt": lambda: PromptSystem(decoder, tokenizer, args.max_new_tokens, args.no_repeat_ngram_size),
+                "plain": lambda: PlainSystem(decoder, tokenizer, args.max_new_tokens, decoding),
+                "prompt": lambda: PromptSystem(decoder, tokenizer, args.max_new_tokens, decoding),
                 "steering": lambda: steering,
                 "no_ebm": lambda: MiracleSystem(model, processor, False, 0.0, args.max_new_tokens, args.seed, **options),
                 "miracle": lambda: MiracleSystem(model, processor, True, 0.0, args.max_new_tokens, args.seed, **options),
@@ -163,7 +180,7 @@ def main() -> None:
         f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items() if v is not None))
     print(f"{len(examples)} examples from {args.contexts or args.test_file}; greedy, {args.max_new_tokens} new tokens; "
           f"steering layer {args.steering_layer} scale {args.steering_scale}; guidance scale {args.guidance_scale}; "
-          f"no-repeat n-gram {args.no_repeat_ngram_size}\n")
+          f"decoding for every system {decoding}\n")
     print("| system | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     for name, row in table.items():
         print(f"| {name} | " + " | ".join(f"{row[c]:.2f}" if c == "x plain" else f"{row[c]:.1f}" for c in columns) + " |")

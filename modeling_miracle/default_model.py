@@ -65,7 +65,17 @@ def load_default_model(path: str | Path | None = None):
     settings = json.loads(settings_file.read_text())
     base = build_default_backbone_model(**settings["config"])
     model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload().eval()
+    apply_generation_defaults(model, folder)
     return model, default_processor()
+
+
+def apply_generation_defaults(model, folder: Path) -> None:
+    """The decoding defaults chosen for these parts (`generation_config.json` beside them, e.g.
+    `no_repeat_ngram_size`), on top of the decoder's own generation config (its special tokens stay)."""
+    path = folder / "generation_config.json"
+    if path.is_file():
+        defaults = {k: v for k, v in json.loads(path.read_text()).items() if k != "transformers_version"}
+        model.generation_config.update(**defaults)
 
 
 def load_model_and_processor(path: str | Path | None = None):
