@@ -1,6 +1,7 @@
 """Does the decoder use z, and does z carry the aspect into the text? (diagnosis before tuning)
 
     python benchmarks/latent_usage.py [--model runs/x] [--per-attribute 48] [--scorers runs/scorers]
+    python benchmarks/latent_usage.py --parts 2 --contexts ../shared/data/contexts/dailydialog.validation.jsonl --max-contexts 48
 
 On the packaged corpus's validation dialogues (one example per assistant turn, `--per-attribute` of each attribute,
 both aspects balanced) it prints:
@@ -9,7 +10,8 @@ both aspects balanced) it prints:
    from posterior means shuffled across rows (a decoder that ignores z gives three equal numbers);
 2. aspect transfer: each context decoded (greedy) with the posterior mean of a same-attribute response of each
    aspect; the attribute scorer says how often the text shows the aspect of the z it was decoded from (50 % = the
-   decoder ignores the aspect in z, and no sampler can fix that);
+   decoder ignores the aspect in z, and no sampler can fix that); with `--contexts`, the contexts are real
+   conversations instead (their history shows no aspect), each decoded with a donor z of every aspect;
 3. where the ODE ends: norms of posterior means, prior samples and EBM end points, and each one's distance to the
    centroid of the requested aspect's posterior means.
 """
@@ -21,7 +23,7 @@ import random
 
 import torch
 
-from common import corpus_examples_by_aspect, scorer_models
+from common import context_examples, corpus_examples_by_aspect, scorer_models
 from modeling_miracle import load_model_and_processor
 
 
@@ -84,6 +86,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start-scales", type=float, nargs="*", default=[0.0], help="ODE start scales besides 1 (paper).")
     parser.add_argument("--parts", default="1,2,3", help="Which diagnoses to run (1: reconstruction, 2: aspect transfer, 3: ODE end).")
+    parser.add_argument("--contexts", nargs="+", default=None, help="Real context files for the aspect transfer (part 2).")
+    parser.add_argument("--max-contexts", type=int, default=48)
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     torch.manual_seed(args.seed)
@@ -96,7 +100,9 @@ def main() -> None:
 
     if "1" in parts:
         reconstruction_table(model, processor, examples, posterior, prior, args.seed)
-    if "2" in parts:
+    if "2" in parts and args.contexts:
+        real_context_transfer_table(model, processor, examples, posterior, attributes, args)
+    elif "2" in parts:
         aspect_transfer_table(model, processor, examples, posterior, attributes, args)
     if "3" in parts:
         ode_end_table(model, processor, examples, posterior, args)
@@ -136,6 +142,33 @@ def aspect_transfer_table(model, processor, examples, posterior, attributes, arg
               f"of {len(first)}) |")
         for text, w in list(zip(texts, wanted))[:4]:
             print(f"|   z of {attributes[attribute][w]} | {text[:110]} |")
+    print(f"\nMean over attributes: {100 * sum(summary) / len(summary):.1f} % (50 % = aspect in z ignored)")
+
+
+def real_context_transfer_table(model, processor, examples, posterior, attributes, args):
+    """Real conversations decoded with the posterior mean of a validation response of each aspect (the donor)."""
+    scorers = scorer_models(args.scorers, attributes)
+    contexts = list({e["context"]: e for e in context_examples(args.contexts, attributes)}.values())[:args.max_contexts]
+    print(f"\n{len(contexts)} real contexts from {args.contexts}, each decoded with a donor z of every aspect\n"
+          "| attribute | texts showing the aspect of their z | per aspect |\n|---|---|---|")
+    rng, summary = random.Random(args.seed), []
+    for attribute, aspects in attributes.items():
+        pools = {a: [i for i, e in enumerate(examples) if e["attribute"] == attribute and e["aspect_id"] == a]
+                 for a in range(len(aspects))}
+        subset, donors, wanted = [], [], []
+        for context in contexts:
+            for aspect, pool in pools.items():
+                subset.append(context)
+                donors.append(rng.choice(pool))
+                wanted.append(aspect)
+        texts = decode_with(model, processor, subset, posterior[donors], max_new_tokens=args.max_new_tokens)
+        hits = [p == w for p, w in zip(scorers[attribute].predict(texts), wanted)]
+        per_aspect = " / ".join(f"{aspects[a]} {100 * sum(h for h, w in zip(hits, wanted) if w == a) / len(contexts):.1f} %"
+                                for a in pools)
+        summary.append(sum(hits) / len(hits))
+        print(f"| {attribute} | {100 * summary[-1]:.1f} % | {per_aspect} |")
+        for text, w in list(zip(texts, wanted))[:2]:
+            print(f"|   z of {aspects[w]} | {text[:110]} | |")
     print(f"\nMean over attributes: {100 * sum(summary) / len(summary):.1f} % (50 % = aspect in z ignored)")
 
 

@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "generation_config).")
     parser.add_argument("--sampler", default="{}", help='JSON of sampler_* overrides for the MIRACLE rows, e.g. \'{"sampler_keep_prior_term": true}\'.')
     parser.add_argument("--start-scale", type=float, default=None, help="sampler_start_scale for the MIRACLE rows.")
+    parser.add_argument("--residual-scale", type=float, default=None,
+                        help="latent_residual_scale of the MIRACLE model (models with latent_residual_layers).")
     parser.add_argument("--scorers", default="runs/scorers")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=40)
@@ -131,6 +133,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"Unknown system(s) {unknown}; valid: {list(ALL_SYSTEMS)}.")
     model, processor = load_model_and_processor(args.model)
+    if args.residual_scale is not None:
+        model.config.latent_residual_scale = args.residual_scale
     attributes = model.config.attributes
     if args.contexts:
         examples = context_examples(args.contexts, attributes, args.max_examples)
