@@ -211,7 +211,7 @@ def test_history_longer_than_the_encoder_limit_keeps_its_newest_turn(pipe, model
     assert len(full["input_ids"]) > proc.max_encoder_length
     out = run(pipe, LONG_HISTORY, personality=PERSONALITY, **NEW)
     assert [out[0]["generated_text"]] == reference(model, proc, LONG_HISTORY, personality=PERSONALITY, **NEW)
-    inputs = pipe.preprocess([LONG_HISTORY])
+    inputs = pipe.preprocess(LONG_HISTORY)
     context = proc.encoder_tokenizer.decode(inputs["prior_input_ids"][0], skip_special_tokens=True)
     prompt = proc.decoder_tokenizer.decode(inputs["input_ids"][0], skip_special_tokens=True)
     assert inputs["prior_input_ids"].shape[1] <= proc.max_encoder_length
@@ -230,7 +230,7 @@ def test_prompt_and_new_tokens_fit_the_decoders_positions(proc):
     chat = pipeline(TASK, model=small, processor=proc, device="cpu")
     out = run(chat, LONG_HISTORY, max_new_tokens=16, min_new_tokens=16)
     assert out[0]["generated_text"]
-    inputs = chat.preprocess([LONG_HISTORY], max_prompt_length=chat._prompt_limit({"max_new_tokens": 16}))
+    inputs = chat.preprocess(LONG_HISTORY, max_prompt_length=chat._prompt_limit({"max_new_tokens": 16}))
     assert inputs["input_ids"].shape[1] <= 32
     assert proc.max_prompt_length == 96  # the shared processor is left as it was
     with pytest.raises(ValueError, match="leaves no room"):
