@@ -171,8 +171,6 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         # Bag-of-words head (optional auxiliary loss): z -> one distribution over the decoder's vocabulary.
         self.bow_head = nn.Linear(config.latent_size, config.decoder.vocab_size) if config.bow_loss_weight > 0 else None
         self.attribute_heads = AttributeHeads(config.attributes, config.latent_size, config.head_hidden_size)
-        # Cyclical KL schedule value, set by the training callback (1.0 outside training).
-        self.kl_beta = 1.0
         # Last batch mean of z per attribute, for L_D on attribute-homogeneous batches (authors' cache).
         self.register_buffer(
             "attribute_mean_cache", torch.zeros(len(config.attributes), config.latent_size), persistent=False
@@ -547,6 +545,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         guidance_latent: torch.Tensor | None = None,
         latent_guidance_scale: float = 0.0,
         latent_guidance_plausibility: float | None = None,
+        kl_beta: float = 1.0,
         **kwargs,
     ) -> MiracleOutput:
         r"""
@@ -555,7 +554,10 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         z is `latent` when given (generation); otherwise the posterior sample (training, `use_posterior`), or the
         prior sample. `attribute_ids` (index of each row's attribute in `config.attributes`) and `aspect_ids`
         (index of its aspect, -100 for none) drive L_C and L_D. `labels` (decoder ids, -100 outside the response
-        + EOS) drive the reconstruction loss.
+        + EOS) drive the reconstruction loss. `kl_beta` is the cyclical KL schedule's weight at this step (the
+        trainer passes it; 1 otherwise); while it is 0, training decodes from the posterior mean.
+
+        With only `input_ids` (as any causal LM), z is the mean of the standard prior N(0, I): zeros.
 
         Latent guidance (generation): with `guidance_latent` (z moved to the opposite aspects) and a non-zero
         `latent_guidance_scale` s, each row is decoded under both latents (the cache holds both) and the logits are
@@ -564,12 +566,15 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         config = self.config
         prior_mu = prior_logvar = post_mu = post_logvar = None
         kl = None
-        beta = float(self.kl_beta)
+        beta = float(kl_beta)
+        if latent is None and prior_input_ids is None:
+            if input_ids is None and inputs_embeds is None:
+                raise ValueError("forward needs decoder inputs (`input_ids`), a `latent`, or the prior encoder inputs "
+                                 "(`prior_input_ids`, from MiracleProcessor).")
+            # A causal LM call without MIRACLE's inputs: z is the standard prior's mean.
+            reference = input_ids if input_ids is not None else inputs_embeds
+            latent = torch.zeros(reference.shape[0], config.latent_size, device=reference.device)
         if latent is None:
-            if prior_input_ids is None:
-                raise ValueError(
-                    "forward needs either `latent` or the prior encoder inputs (`prior_input_ids`, from MiracleProcessor)."
-                )
             prior_mu, prior_logvar = self.encode_prior(prior_input_ids, prior_attention_mask)
             if config.use_posterior and posterior_input_ids is not None:
                 post_mu, post_logvar = self.encode_posterior(posterior_input_ids, posterior_attention_mask)

@@ -86,8 +86,7 @@ def test_bag_of_words_loss_adds_its_weighted_term_and_trains_the_latent(processo
     with torch.no_grad():
         with_bow.bow_head.weight.normal_(0, 0.02)
     with_bow.train()
-    with_bow.kl_beta = 0.0
-    with_bow(**batch).bow_loss.backward()
+    with_bow(**batch, kl_beta=0.0).bow_loss.backward()
     assert with_bow.bow_head.weight.grad.abs().sum() > 0
     assert with_bow.posterior_head.proj.weight.grad.abs().sum() > 0
 
@@ -119,8 +118,7 @@ def test_word_dropout_off_gives_the_same_training_loss(processor):
     losses = []
     for overrides in ({}, {"word_dropout": 0.0}):
         model = make_model("gpt2", seed=0, **overrides).train()
-        model.kl_beta = 0.0
-        losses.append(model(**batch).loss)
+        losses.append(model(**batch, kl_beta=0.0).loss)
     assert torch.equal(*losses)
 
 
