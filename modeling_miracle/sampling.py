@@ -43,24 +43,16 @@ class SamplerSettings:
         overrides = {name: check_value(name, value, hints[name]) if name in hints else value
                      for name, value in overrides.items()}
         values = {name: overrides.get(name, getattr(config, name)) for name in SAMPLER_FIELDS}
-        # Validate overrides with the config's own checks.
-        type(config).validate_miracle_settings(_Namespace(config, values))
+        if overrides:  # the config's own checks, on a copy of the config holding the overrides
+            overridden = copy.copy(config)
+            overridden.__dict__.update(overrides)
+            overridden.validate_miracle_settings()
         return cls(**{f.name: values["sampler_" + f.name] for f in fields(cls)})
 
     def solver_options(self) -> dict:
         if self.method in FIXED_STEP_METHODS:
             return {"step_size": self.step_size} if self.step_size is not None else {}
         return {"max_num_steps": self.max_steps} if self.max_steps is not None else {}
-
-
-class _Namespace:
-    """A config view with some sampler fields replaced (used to re-run the config's validation on overrides)."""
-
-    def __init__(self, config, values):
-        self._config, self._values = config, values
-
-    def __getattr__(self, name):
-        return self._values[name] if name in self._values else getattr(self._config, name)
 
 
 def log_probability_of_personality(heads, latent: torch.Tensor, personality: Personality) -> torch.Tensor:
