@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..sampling import all_personalities
+from ..configuration.personality import all_personalities
 from .aspects import CollectionSpec
 from .templates import build_prompt
 

@@ -7,7 +7,7 @@ import sys
 import torch
 
 from ..corpus import CORPUS_DIR, read_jsonl
-from ..sampling import all_personalities
+from ..configuration.personality import all_personalities
 
 
 def test_contexts(count: int) -> list[list[dict]]:

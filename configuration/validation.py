@@ -130,11 +130,20 @@ def declared_field_types(config_class: type) -> dict[str, object]:
         for name, annotation in vars(klass).get("__annotations__", {}).items():
             if name not in field_names:
                 continue
+            # One field at a time (`get_type_hints` of the class would also resolve the base class' annotations,
+            # some of which name types imported only for type checkers).
             try:
-                hints[name] = eval(annotation, namespace) if isinstance(annotation, str) else annotation  # noqa: S307
+                hints[name] = typing.get_type_hints(_Annotated({name: annotation}), globalns=namespace)[name]
             except Exception:  # an annotation that does not resolve at run time: that field goes unchecked
                 continue
     return hints
+
+
+class _Annotated:
+    """An object carrying only the given annotations, for `typing.get_type_hints`."""
+
+    def __init__(self, annotations: dict):
+        self.__annotations__ = annotations
 
 
 def check_declared_fields(config) -> None:

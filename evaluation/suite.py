@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..corpus import CORPUS_DIR, dialogue_examples, read_jsonl
-from ..sampling import all_personalities
+from ..configuration.personality import all_personalities
 from . import metrics
 from .scorers import context_text, train_attribute_scorer, train_nli_scorer
 

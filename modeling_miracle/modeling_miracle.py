@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers.utils import logging as hf_logging
 from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
@@ -27,7 +28,11 @@ from .losses import (
     gaussian_kl,
     reconstruction_loss,
 )
-from .sampling import SamplerSettings, resolve_personality, solve_personality_ode
+from .configuration.personality import Personality
+from .sampling import SamplerSettings, solve_personality_ode
+
+
+logger = hf_logging.get_logger(__name__)
 
 
 class _PoolerOnlyLoadReport(logging.Filter):
@@ -79,6 +84,7 @@ class MiracleOutput(ModelOutput):
 class LatentSample(ModelOutput):
     """Result of [`MiracleForPersonalizedGeneration.sample_latent`].
 
+    `aspects` / `weights`: the [`Personality`] asked for (see `personality`).
     `aspect_probability_before/after[b, i]`: latent-classifier probability of the aspect row b asked for attribute
     i, at the ODE start and end (NaN where the personality does not name attribute i).
     """
@@ -88,9 +94,15 @@ class LatentSample(ModelOutput):
     prior_mu: torch.FloatTensor | None = None
     prior_logvar: torch.FloatTensor | None = None
     aspects: torch.LongTensor | None = None
+    weights: torch.FloatTensor | None = None
     aspect_probability_before: torch.FloatTensor | None = None
     aspect_probability_after: torch.FloatTensor | None = None
     function_evaluations: int | None = None
+
+    @property
+    def personality(self) -> Personality:
+        """The [`Personality`] this sample was asked for."""
+        return Personality(self.aspects, self.weights)
 
     def diagnostics(self, attributes: dict[str, list[str]]) -> list[dict]:
         """Per row: `{attribute: {"aspect", "before", "after"}}` for the attributes the personality names."""
@@ -107,6 +119,15 @@ class LatentSample(ModelOutput):
                     }
             rows.append(row)
         return rows
+
+
+@dataclass
+class MiracleGenerateOutput(ModelOutput):
+    """Output of [`MiracleForPersonalizedGeneration.generate`] with `return_latent_sample=True`."""
+
+    sequences: torch.LongTensor | None = None
+    latent_sample: LatentSample | None = None
+    generate_output: object | None = None
 
 
 class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
@@ -150,8 +171,6 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         # Bag-of-words head (optional auxiliary loss): z -> one distribution over the decoder's vocabulary.
         self.bow_head = nn.Linear(config.latent_size, config.decoder.vocab_size) if config.bow_loss_weight > 0 else None
         self.attribute_heads = AttributeHeads(config.attributes, config.latent_size, config.head_hidden_size)
-        # Cyclical KL schedule value, set by the training callback (1.0 outside training).
-        self.kl_beta = 1.0
         # Last batch mean of z per attribute, for L_D on attribute-homogeneous batches (authors' cache).
         self.register_buffer(
             "attribute_mean_cache", torch.zeros(len(config.attributes), config.latent_size), persistent=False
@@ -299,7 +318,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         self,
         prior_input_ids: torch.LongTensor,
         prior_attention_mask: torch.Tensor | None = None,
-        personality: dict | list[dict] | None = None,
+        personality: Personality | dict | list[dict] | None = None,
         attribute_weights: dict | list[dict] | None = None,
         use_ebm: bool = True,
         generator: torch.Generator | None = None,
@@ -310,7 +329,8 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
 
         Args:
             prior_input_ids, prior_attention_mask: the contexts, tokenized for the encoder (see `MiracleProcessor`).
-            personality: `{attribute: aspect}` for all rows, or one such dict per row (aspects by name or index).
+            personality: a [`Personality`], or `{attribute: aspect}` for all rows, or one such dict per row (aspects
+                by name or index).
             attribute_weights: `{attribute: lambda}` (default 1 for each named attribute); a negative weight
                 steers away from that aspect.
             use_ebm: `False` skips the ODE and returns the prior sample (the paper's "w/o EBM" ablation).
@@ -324,8 +344,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         """
         settings = SamplerSettings.from_config(self.config, **sampler_overrides)
         use_ebm = check_value("use_ebm", use_ebm, bool)
-        batch = prior_input_ids.shape[0]
-        target = resolve_personality(self.config, personality, attribute_weights, batch, device=self.device)
+        target = Personality.resolve(self.config, personality, attribute_weights, prior_input_ids.shape[0]).to(self.device)
         prior_mu, prior_logvar = self.encode_prior(prior_input_ids.to(self.device), None if prior_attention_mask is None else prior_attention_mask.to(self.device))
         if settings.prior == "standard":
             prior_mu, prior_logvar = torch.zeros_like(prior_mu), torch.zeros_like(prior_logvar)
@@ -334,8 +353,14 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             start = prior_mu if start_logvar is None else self.reparameterize(prior_mu, start_logvar, generator=generator)
         else:
             start = start_latent
+        return self._solve(start, prior_mu, prior_logvar, target, settings, use_ebm)
+
+    def _solve(self, start, prior_mu, prior_logvar, target: Personality, settings: SamplerSettings,
+               use_ebm: bool = True) -> LatentSample:
+        """`start` moved by the ODE towards `target` (kept without `use_ebm` or without any weight), with the
+        latent-classifier probability of each asked aspect before and after."""
         latent, evaluations = start, 0
-        if use_ebm and bool((target.weights != 0).any()):
+        if use_ebm and target.steers:
             latent, evaluations = solve_personality_ode(
                 self.attribute_heads, start, target, settings, prior_mu.float(), prior_logvar.float()
             )
@@ -345,23 +370,51 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             prior_mu=prior_mu,
             prior_logvar=prior_logvar,
             aspects=target.aspects,
+            weights=target.weights,
             aspect_probability_before=self._chosen_probabilities(start, target),
             aspect_probability_after=self._chosen_probabilities(latent, target),
             function_evaluations=evaluations,
         )
 
     @torch.no_grad()
-    def opposite_latent(self, prior_input_ids, prior_attention_mask, sample: LatentSample, attribute_weights=None,
-                        **sampler_overrides) -> torch.Tensor:
+    def opposite_latent(self, sample: LatentSample, **sampler_overrides) -> torch.Tensor:
         """The contrast latent of latent guidance: `sample`'s start moved by the ODE *away* from the aspects it was
-        asked for (attribute weights negated)."""
-        personality = [{name: int(sample.aspects[b, i]) for i, name in enumerate(self.attribute_names) if sample.aspects[b, i] >= 0}
-                       for b in range(sample.aspects.shape[0])]
-        return self.sample_latent(
-            prior_input_ids, prior_attention_mask, personality=personality, use_ebm=True,
-            attribute_weights=opposite_weights(sample.aspects, self.attribute_names, attribute_weights),
-            start_latent=sample.start_latent, **sampler_overrides,
-        ).latent
+        asked for (its attribute weights negated), from the same prior."""
+        settings = SamplerSettings.from_config(self.config, **sampler_overrides)
+        opposite = sample.personality.opposite()
+        return self._solve(sample.start_latent, sample.prior_mu, sample.prior_logvar, opposite, settings).latent
+
+    def guidance_scale(self, latent_guidance_scale: float | None = None, use_ebm: bool = True,
+                       has_latent: bool = False, has_guidance_latent: bool = False, num_beams: int = 1) -> float:
+        """The latent guidance scale of one `generate` call: the one place that decides it.
+
+        An explicit scale is used as given, and refused where it cannot apply (beam search; no opposite z because
+        `use_ebm=False` or a given `latent` without `guidance_latent`). Without one, the config's default applies
+        where an opposite z can be had (EBM sampling, or a given `guidance_latent`), so `use_ebm=False` is the
+        paper's unguided "w/o EBM" ablation; with beams the default falls back to unguided decoding (logged once).
+        """
+        can_guide = has_guidance_latent or (not has_latent and use_ebm)
+        if latent_guidance_scale is None:
+            scale = float(self.config.latent_guidance_scale) if can_guide else 0.0
+            if scale and num_beams > 1:
+                logger.warning_once(
+                    f"Beam search (num_beams={num_beams}) decodes without the config's latent guidance "
+                    f"(latent_guidance_scale={scale}); guidance works with greedy search and sampling."
+                )
+                return 0.0
+            return scale
+        scale = float(check_value("latent_guidance_scale", latent_guidance_scale, float))
+        if scale and num_beams > 1:
+            raise ValueError(
+                f"Latent guidance works with greedy search and sampling, not beam search (`num_beams`={num_beams}): "
+                "drop `latent_guidance_scale` (or set it to 0) to use beams."
+            )
+        if scale and not use_ebm and not has_latent and not has_guidance_latent:
+            raise ValueError("Latent guidance moves z away from the personality with the EBM ODE: it needs "
+                             "`use_ebm=True` (or a `guidance_latent`).")
+        if scale and has_latent and not has_guidance_latent:
+            raise ValueError("With a given `latent`, latent guidance needs `guidance_latent` too (see `opposite_latent`).")
+        return scale
 
     @torch.no_grad()
     def generate(
@@ -370,7 +423,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         attention_mask: torch.Tensor | None = None,
         prior_input_ids: torch.LongTensor | None = None,
         prior_attention_mask: torch.Tensor | None = None,
-        personality: dict | list[dict] | None = None,
+        personality: Personality | dict | list[dict] | None = None,
         attribute_weights: dict | list[dict] | None = None,
         use_ebm: bool = True,
         latent: torch.Tensor | None = None,
@@ -378,36 +431,34 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         latent_guidance_scale: float | None = None,
         guidance_latent: torch.Tensor | None = None,
         latent_guidance_plausibility: float | None = None,
+        return_latent_sample: bool = False,
         **kwargs,
     ):
         """Encode the context, sample z with the EBM ODE for `personality`, then decode with `GenerationMixin`.
 
         Takes the processor's inputs (`input_ids`, `attention_mask`, `prior_input_ids`, `prior_attention_mask`),
         the personality arguments of [`sample_latent`] (including `sampler_*` overrides) and every usual generation
-        argument (greedy by default; `do_sample`, `num_beams`, `num_return_sequences`, `max_new_tokens`, ...).
-        Pass `latent=` to decode from a given z instead of sampling one. Each beam / returned sequence keeps its
-        row's latent.
+        argument (greedy by default; `do_sample`, `num_beams`, `num_return_sequences`, `max_new_tokens`, `streamer`,
+        ...). Pass `latent=` to decode from a given z instead of sampling one. Each beam / returned sequence keeps
+        its row's latent.
 
         `latent_guidance_scale` (default: `config.latent_guidance_scale`, 0 = off) turns on decoding-time latent
         guidance: the same start is also moved by the ODE *away* from the personality (weights negated), and the
         next-token logits are pushed from those under that opposite z towards those under z. Give
         `guidance_latent=` to choose the opposite z yourself; `latent_guidance_plausibility` (default: the config's)
-        rules out tokens below that share of the top token's probability under z. Not combinable with beam search. The config's default
-        scale is not applied with `use_ebm=False` or a given `latent` (there is no ODE to give the opposite z).
+        rules out tokens below that share of the top token's probability under z. See [`guidance_scale`] for when
+        the config's default applies (not with `use_ebm=False`, a given `latent`, or beam search).
+
+        `return_latent_sample=True` returns a [`MiracleGenerateOutput`]: the sequences, the [`LatentSample`]
+        (`None` with a given `latent`) and what `GenerationMixin.generate` returned.
         """
         sampler_overrides = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("sampler_")}
-        if latent_guidance_scale is None:
-            # The config's default applies where an opposite z can be had: EBM sampling, or a given `guidance_latent`.
-            can_guide = guidance_latent is not None or (latent is None and use_ebm)
-            latent_guidance_scale = self.config.latent_guidance_scale if can_guide else 0.0
-        elif latent_guidance_scale and not use_ebm and latent is None and guidance_latent is None:
-            raise ValueError("Latent guidance moves z away from the personality with the EBM ODE: it needs "
-                             "`use_ebm=True` (or a `guidance_latent`).")
-        scale = float(latent_guidance_scale)
-        if scale and kwargs.get("num_beams", 1) > 1:
-            raise ValueError("Latent guidance works with greedy search and sampling, not beam search (`num_beams` > 1).")
+        use_ebm = check_value("use_ebm", use_ebm, bool)
+        scale = self.guidance_scale(latent_guidance_scale, use_ebm, latent is not None, guidance_latent is not None,
+                                    self._num_beams(kwargs))
         if input_ids is None:
             raise ValueError("generate needs the decoder prompt `input_ids` (from MiracleProcessor).")
+        sample = None
         if latent is None:
             if prior_input_ids is None:
                 raise ValueError(
@@ -420,29 +471,38 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
             )
             latent = sample.latent
             if scale and guidance_latent is None:
-                guidance_latent = self.opposite_latent(
-                    prior_input_ids, prior_attention_mask, sample, attribute_weights, **sampler_overrides
-                )
+                guidance_latent = self.opposite_latent(sample, **sampler_overrides)
         elif personality is not None or sampler_overrides:
             raise ValueError("Pass either `latent` or `personality` / sampler options, not both.")
-        elif latent_guidance_scale and guidance_latent is None:
-            raise ValueError("With a given `latent`, latent guidance needs `guidance_latent` too (see `opposite_latent`).")
-        if latent.shape != (input_ids.shape[0], self.config.latent_size):
-            raise ValueError(
-                f"`latent` must have shape (batch={input_ids.shape[0]}, latent_size={self.config.latent_size}); "
-                f"got {tuple(latent.shape)}."
-            )
-        if not torch.isfinite(latent).all():
-            raise ValueError("`latent` contains NaN or infinite values.")
-        if scale and guidance_latent is not None:
-            if guidance_latent.shape != latent.shape:
-                raise ValueError(f"`guidance_latent` must have the shape of the latent {tuple(latent.shape)}; "
-                                 f"got {tuple(guidance_latent.shape)}.")
+        self._check_latent(latent, input_ids.shape[0], "latent")
+        if scale:
+            self._check_latent(guidance_latent, input_ids.shape[0], "guidance_latent")
             kwargs.update(guidance_latent=guidance_latent.to(self.device), latent_guidance_scale=scale)
             if latent_guidance_plausibility is not None:
                 kwargs["latent_guidance_plausibility"] = check_guidance_plausibility(
                     check_value("latent_guidance_plausibility", latent_guidance_plausibility, float))
-        return super().generate(input_ids=input_ids, attention_mask=attention_mask, latent=latent.to(self.device), **kwargs)
+        output = super().generate(input_ids=input_ids, attention_mask=attention_mask, latent=latent.to(self.device),
+                                  **kwargs)
+        if not return_latent_sample:
+            return output
+        sequences = output if isinstance(output, torch.Tensor) else output.sequences
+        return MiracleGenerateOutput(sequences=sequences, latent_sample=sample, generate_output=output)
+
+    def _num_beams(self, generate_kwargs: dict) -> int:
+        """The beam count a `GenerationMixin.generate` call with these kwargs will use."""
+        if generate_kwargs.get("num_beams") is not None:
+            return int(generate_kwargs["num_beams"])
+        generation_config = generate_kwargs.get("generation_config") or self.generation_config
+        return int(generation_config.num_beams or 1)
+
+    def _check_latent(self, latent: torch.Tensor, batch: int, name: str) -> None:
+        if latent.shape != (batch, self.config.latent_size):
+            raise ValueError(
+                f"`{name}` must have shape (batch={batch}, latent_size={self.config.latent_size}); "
+                f"got {tuple(latent.shape)}."
+            )
+        if not torch.isfinite(latent).all():
+            raise ValueError(f"`{name}` contains NaN or infinite values.")
 
     # ------------------------------------------------------------------ decoder with latent
     def _decoder_inputs(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, latent):
@@ -485,6 +545,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         guidance_latent: torch.Tensor | None = None,
         latent_guidance_scale: float = 0.0,
         latent_guidance_plausibility: float | None = None,
+        kl_beta: float = 1.0,
         **kwargs,
     ) -> MiracleOutput:
         r"""
@@ -493,7 +554,10 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         z is `latent` when given (generation); otherwise the posterior sample (training, `use_posterior`), or the
         prior sample. `attribute_ids` (index of each row's attribute in `config.attributes`) and `aspect_ids`
         (index of its aspect, -100 for none) drive L_C and L_D. `labels` (decoder ids, -100 outside the response
-        + EOS) drive the reconstruction loss.
+        + EOS) drive the reconstruction loss. `kl_beta` is the cyclical KL schedule's weight at this step (the
+        trainer passes it; 1 otherwise); while it is 0, training decodes from the posterior mean.
+
+        With only `input_ids` (as any causal LM), z is the mean of the standard prior N(0, I): zeros.
 
         Latent guidance (generation): with `guidance_latent` (z moved to the opposite aspects) and a non-zero
         `latent_guidance_scale` s, each row is decoded under both latents (the cache holds both) and the logits are
@@ -502,12 +566,15 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         config = self.config
         prior_mu = prior_logvar = post_mu = post_logvar = None
         kl = None
-        beta = float(self.kl_beta)
+        beta = float(kl_beta)
+        if latent is None and prior_input_ids is None:
+            if input_ids is None and inputs_embeds is None:
+                raise ValueError("forward needs decoder inputs (`input_ids`), a `latent`, or the prior encoder inputs "
+                                 "(`prior_input_ids`, from MiracleProcessor).")
+            # A causal LM call without MIRACLE's inputs: z is the standard prior's mean.
+            reference = input_ids if input_ids is not None else inputs_embeds
+            latent = torch.zeros(reference.shape[0], config.latent_size, device=reference.device)
         if latent is None:
-            if prior_input_ids is None:
-                raise ValueError(
-                    "forward needs either `latent` or the prior encoder inputs (`prior_input_ids`, from MiracleProcessor)."
-                )
             prior_mu, prior_logvar = self.encode_prior(prior_input_ids, prior_attention_mask)
             if config.use_posterior and posterior_input_ids is not None:
                 post_mu, post_logvar = self.encode_posterior(posterior_input_ids, posterior_attention_mask)
@@ -633,14 +700,4 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         return attribute_distance_loss(means, present | cached)
 
 
-def opposite_weights(aspects: torch.LongTensor, attribute_names: list[str], attribute_weights=None) -> list[dict]:
-    """Per row, the negated attribute weights of a personality (-1 for each named attribute by default): the ODE then
-    moves z away from the requested aspects, towards their opposites."""
-    rows = []
-    for b in range(aspects.shape[0]):
-        given = attribute_weights[b] if isinstance(attribute_weights, (list, tuple)) else attribute_weights
-        rows.append({name: -float((given or {}).get(name, 1.0)) for i, name in enumerate(attribute_names) if aspects[b, i] >= 0})
-    return rows
-
-
-__all__ = ["LatentSample", "MiracleForPersonalizedGeneration", "MiracleOutput"]
+__all__ = ["LatentSample", "MiracleForPersonalizedGeneration", "MiracleGenerateOutput", "MiracleOutput"]

@@ -309,6 +309,17 @@ class MiracleProcessor:
             out["labels"] = [[-100] * (width - len(s)) + s for s in label_rows]
         return out
 
+    def pad(self, encodings: list[dict]) -> BatchEncoding:
+        """Stack generation inputs built one conversation at a time (each of batch 1) into one batch, padded as
+        `processor(conversations)` pads them: the encoder's on its side, the decoder prompt on the left."""
+        features = {}
+        for prefix, tokenizer in (("prior_", self.encoder_tokenizer), ("", self.decoder_tokenizer)):
+            rows = [{"input_ids": e[prefix + "input_ids"][0].tolist(), "attention_mask": e[prefix + "attention_mask"][0].tolist()}
+                    for e in encodings]
+            padded = tokenizer.pad(rows, padding=True, return_tensors="pt")
+            features[prefix + "input_ids"], features[prefix + "attention_mask"] = padded["input_ids"], padded["attention_mask"]
+        return BatchEncoding(features)
+
     # ------------------------------------------------------------------ decoding
     def batch_decode(self, sequences: torch.Tensor, prompt_length: int = 0, **kwargs) -> list[str]:
         """Decode generated ids (dropping the first `prompt_length` tokens) with the decoder tokenizer."""

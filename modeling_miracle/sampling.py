@@ -4,18 +4,14 @@ heads, and an ODE (torchdiffeq) that moves the context's prior sample towards lo
 from __future__ import annotations
 
 import copy
-import itertools
-import math
 from dataclasses import dataclass, fields
 
 import torch
 from torchdiffeq import odeint
 
 from .configuration.configuration_miracle import FIXED_STEP_METHODS
-from .configuration.validation import as_python_scalar, check_value, declared_field_types
-
-# Largest |attribute weight|: beyond float32's range a weight cannot even be stored.
-MAX_ATTRIBUTE_WEIGHT = float(torch.finfo(torch.float32).max)
+from .configuration.personality import Personality
+from .configuration.validation import check_value, declared_field_types
 
 SAMPLER_FIELDS = (
     "sampler_method", "sampler_rtol", "sampler_atol", "sampler_step_size", "sampler_max_steps",
@@ -47,95 +43,16 @@ class SamplerSettings:
         overrides = {name: check_value(name, value, hints[name]) if name in hints else value
                      for name, value in overrides.items()}
         values = {name: overrides.get(name, getattr(config, name)) for name in SAMPLER_FIELDS}
-        # Validate overrides with the config's own checks.
-        type(config).validate_miracle_settings(_Namespace(config, values))
+        if overrides:  # the config's own checks, on a copy of the config holding the overrides
+            overridden = copy.copy(config)
+            overridden.__dict__.update(overrides)
+            overridden.validate_miracle_settings()
         return cls(**{f.name: values["sampler_" + f.name] for f in fields(cls)})
 
     def solver_options(self) -> dict:
         if self.method in FIXED_STEP_METHODS:
             return {"step_size": self.step_size} if self.step_size is not None else {}
         return {"max_num_steps": self.max_steps} if self.max_steps is not None else {}
-
-
-class _Namespace:
-    """A config view with some sampler fields replaced (used to re-run the config's validation on overrides)."""
-
-    def __init__(self, config, values):
-        self._config, self._values = config, values
-
-    def __getattr__(self, name):
-        return self._values[name] if name in self._values else getattr(self._config, name)
-
-
-@dataclass
-class Personality:
-    """Per-row targets: `aspects[b, i]` is the aspect index asked for attribute i (-1: not named), `weights[b, i]`
-    its lambda_i (0 where not named)."""
-
-    aspects: torch.LongTensor
-    weights: torch.Tensor
-
-    @property
-    def named(self) -> torch.Tensor:
-        return self.aspects >= 0
-
-
-def all_personalities(attributes: dict[str, list[str]]) -> list[dict[str, str]]:
-    """Every combination of one aspect per attribute (2^3 = 8 for the paper's attributes), in attribute order."""
-    return [dict(zip(attributes, combo)) for combo in itertools.product(*attributes.values())]
-
-
-def resolve_personality(config, personality, attribute_weights, batch_size: int, device=None) -> Personality:
-    """Check and convert `personality` (a dict attribute -> aspect, or one dict per row) and `attribute_weights`
-    (a dict attribute -> weight, or one dict per row; default 1) into a [`Personality`]."""
-    names = config.attribute_names
-    rows = per_row(personality, batch_size, "personality")
-    weight_rows = per_row(attribute_weights, batch_size, "attribute_weights")
-    aspects = torch.full((batch_size, len(names)), -1, dtype=torch.long)
-    weights = torch.zeros(batch_size, len(names))
-    for b, (row, row_weights) in enumerate(zip(rows, weight_rows)):
-        for attribute, aspect in (row or {}).items():
-            i = _attribute_position(names, attribute)
-            aspects[b, i] = config.aspect_index(attribute, aspect)
-            weights[b, i] = 1.0
-        for attribute, weight in (row_weights or {}).items():
-            i = _attribute_position(names, attribute)
-            weight = as_python_scalar(weight)  # numpy / 0-d tensor weights
-            if (isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight)
-                    or abs(weight) > MAX_ATTRIBUTE_WEIGHT):
-                raise ValueError(
-                    f"Weight of attribute {attribute!r} must be a finite number with |weight| <= "
-                    f"{MAX_ATTRIBUTE_WEIGHT:.3g} (float32); got {weight!r}."
-                )
-            if aspects[b, i] < 0:
-                raise ValueError(
-                    f"attribute_weights gives a weight for {attribute!r}, which the personality does not name; "
-                    f"named: {list((row or {}).keys())}."
-                )
-            weights[b, i] = float(weight)
-    return Personality(aspects.to(device), weights.to(device))
-
-
-def _attribute_position(names, attribute) -> int:
-    if attribute not in names:
-        raise ValueError(f"Unknown attribute {attribute!r}; valid attributes: {names}.")
-    return names.index(attribute)
-
-
-def per_row(value, batch_size: int, what: str) -> list:
-    """One dict (or None) for all rows, or one per row -> a list of `batch_size` entries (checked)."""
-    if value is None or isinstance(value, dict):
-        return [value] * batch_size
-    if isinstance(value, (list, tuple)):
-        if len(value) != batch_size:
-            raise ValueError(f"`{what}` has {len(value)} entries for a batch of {batch_size} rows; give one dict per row or one dict for all.")
-        if not all(v is None or isinstance(v, dict) for v in value):
-            raise ValueError(f"Each entry of `{what}` must be a dict attribute -> value (or None); got {value!r}.")
-        return list(value)
-    raise ValueError(
-        f"`{what}` must be a dict attribute -> value, e.g. {{'attitude': 'optimistic'}}, or a list of such dicts "
-        f"(one per row); got {value!r}."
-    )
 
 
 def log_probability_of_personality(heads, latent: torch.Tensor, personality: Personality) -> torch.Tensor:

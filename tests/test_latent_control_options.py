@@ -86,8 +86,7 @@ def test_bag_of_words_loss_adds_its_weighted_term_and_trains_the_latent(processo
     with torch.no_grad():
         with_bow.bow_head.weight.normal_(0, 0.02)
     with_bow.train()
-    with_bow.kl_beta = 0.0
-    with_bow(**batch).bow_loss.backward()
+    with_bow(**batch, kl_beta=0.0).bow_loss.backward()
     assert with_bow.bow_head.weight.grad.abs().sum() > 0
     assert with_bow.posterior_head.proj.weight.grad.abs().sum() > 0
 
@@ -119,8 +118,7 @@ def test_word_dropout_off_gives_the_same_training_loss(processor):
     losses = []
     for overrides in ({}, {"word_dropout": 0.0}):
         model = make_model("gpt2", seed=0, **overrides).train()
-        model.kl_beta = 0.0
-        losses.append(model(**batch).loss)
+        losses.append(model(**batch, kl_beta=0.0).loss)
     assert torch.equal(*losses)
 
 
@@ -182,31 +180,55 @@ def test_guided_generation_is_exact_with_the_cache_and_off_by_default(processor)
 
 
 def test_guidance_moves_the_opposite_latent_away_from_the_personality(processor):
-    from modeling_miracle.modeling_miracle import opposite_weights
-
     model = make_model("gpt2", seed=4)
     inputs = processor(CONVERSATIONS)
     sample = model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"], PERSONALITY,
                                  generator=torch.Generator().manual_seed(0))
-    weights = opposite_weights(sample.aspects, model.attribute_names)
-    assert weights == [{"language_style": -1.0, "attitude": -1.0}] * 3
-    away = model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"], PERSONALITY,
-                               attribute_weights=weights, start_latent=sample.start_latent)
+    opposite = sample.personality.opposite()
+    assert torch.equal(opposite.aspects, sample.aspects)
+    assert opposite.weights[:, :2].tolist() == [[-1.0, -1.0]] * 3 and not opposite.weights[:, 2].any()
+    away = model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"], opposite,
+                               start_latent=sample.start_latent)
     assert torch.equal(away.start_latent, sample.start_latent)
     assert (away.aspect_probability_after[:, :2] < sample.aspect_probability_after[:, :2]).all()
+    # `opposite_latent` is that latent, from the sample's own prior (the context is not encoded again)
+    assert torch.equal(model.opposite_latent(sample), away.latent)
 
 
 def test_guidance_refuses_beam_search_and_the_config_default_applies(processor, tmp_path):
     model = make_model("gpt2", seed=5, latent_guidance_scale=1.5)
     inputs = processor(CONVERSATIONS)
-    with pytest.raises(ValueError, match="beam search"):
-        model.generate(**inputs, personality=PERSONALITY, num_beams=2, max_new_tokens=3, pad_token_id=50256)
+    with pytest.raises(ValueError, match="not beam search.*drop `latent_guidance_scale`"):
+        model.generate(**inputs, personality=PERSONALITY, num_beams=2, max_new_tokens=3, pad_token_id=50256,
+                       latent_guidance_scale=1.5)
     model.save_pretrained(tmp_path)
     assert MiracleForPersonalizedGeneration.from_pretrained(tmp_path).config.latent_guidance_scale == 1.5
     kwargs = dict(**inputs, max_new_tokens=4, do_sample=False, pad_token_id=50256)
     guided = model.generate(**kwargs, personality=PERSONALITY, generator=torch.Generator().manual_seed(0))
     assert torch.equal(guided, model.generate(**kwargs, personality=PERSONALITY, latent_guidance_scale=1.5,
                                               generator=torch.Generator().manual_seed(0)))
+
+
+def test_beam_search_falls_back_from_the_config_default_to_unguided_decoding(processor, caplog):
+    """A config with a guidance default (like the shipped model's) still decodes with beams: unguided, said once."""
+    from transformers.utils import logging as hf_logging
+
+    model = sharpen(make_model("gpt2", seed=5, latent_guidance_scale=1.5))
+    inputs = processor(CONVERSATIONS)
+    kwargs = dict(**inputs, personality=PERSONALITY, num_beams=2, max_new_tokens=4, pad_token_id=50256)
+    seeded = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    hf_logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            beams = model.generate(**kwargs, generator=seeded())
+            again = model.generate(**kwargs, generator=seeded())
+    finally:
+        hf_logging.disable_propagation()
+    unguided = model.generate(**kwargs, latent_guidance_scale=0.0, generator=seeded())
+    assert torch.equal(beams, unguided) and torch.equal(again, unguided)
+    warnings = [r for r in caplog.records if "decodes without the config's latent guidance" in r.getMessage()]
+    assert len(warnings) == 1  # `warning_once`: once per process
+    assert model.guidance_scale(None, num_beams=2) == 0.0 and model.guidance_scale(None, num_beams=1) == 1.5
 
 
 def test_default_guidance_is_off_without_ebm_and_an_explicit_scale_is_refused(processor):

@@ -129,12 +129,22 @@ def test_distance_loss_uses_cached_means_on_homogeneous_batches(processor):
 
 def test_kl_beta_zero_decodes_from_the_posterior_mean(processor):
     model = make_model("gpt2").train()
-    model.kl_beta = 0.0
-    out = model(**training_batch(processor))
-    assert torch.equal(out.latent, out.posterior_mu)
-    model.kl_beta = 1.0
-    out = model(**training_batch(processor))
-    assert not torch.equal(out.latent, out.posterior_mu)
+    out = model(**training_batch(processor), kl_beta=0.0)
+    assert torch.equal(out.latent, out.posterior_mu) and out.kl_beta == 0.0
+    out = model(**training_batch(processor))  # the default weight is 1
+    assert not torch.equal(out.latent, out.posterior_mu) and out.kl_beta == 1.0
+    assert not hasattr(model, "kl_beta")  # the schedule is an argument, not model state
+
+
+def test_input_ids_alone_decode_from_the_standard_prior_mean(processor):
+    """Registered as `AutoModelForCausalLM`: `model(input_ids)` works, with z the mean of N(0, I)."""
+    model = make_model("gpt2").eval()
+    inputs = processor(CONVERSATIONS)
+    alone = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    zeros = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], latent=torch.zeros(3, 16))
+    assert torch.equal(alone.logits, zeros.logits) and not alone.latent.any()
+    with pytest.raises(ValueError, match="forward needs decoder inputs"):
+        model()
 
 
 def test_encode_prior_returns_a_gaussian_per_context(processor):
@@ -145,13 +155,6 @@ def test_encode_prior_returns_a_gaussian_per_context(processor):
     # Padding does not change a context's encoding.
     mu0, _ = model.encode_prior(inputs["prior_input_ids"][:1, : inputs["prior_attention_mask"][0].sum()])
     assert torch.allclose(mu0, mu[:1], atol=1e-5)
-
-
-def test_forward_without_latent_or_context_is_a_clear_error(processor):
-    model = make_model("gpt2")
-    inputs = processor(CONVERSATIONS)
-    with pytest.raises(ValueError, match="latent.*prior_input_ids"):
-        model(input_ids=inputs["input_ids"])
 
 
 def test_from_encoder_decoder_pretrained_keeps_backbone_weights(tmp_path):

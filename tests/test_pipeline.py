@@ -211,7 +211,7 @@ def test_history_longer_than_the_encoder_limit_keeps_its_newest_turn(pipe, model
     assert len(full["input_ids"]) > proc.max_encoder_length
     out = run(pipe, LONG_HISTORY, personality=PERSONALITY, **NEW)
     assert [out[0]["generated_text"]] == reference(model, proc, LONG_HISTORY, personality=PERSONALITY, **NEW)
-    inputs = pipe.preprocess([LONG_HISTORY])
+    inputs = pipe.preprocess(LONG_HISTORY)
     context = proc.encoder_tokenizer.decode(inputs["prior_input_ids"][0], skip_special_tokens=True)
     prompt = proc.decoder_tokenizer.decode(inputs["input_ids"][0], skip_special_tokens=True)
     assert inputs["prior_input_ids"].shape[1] <= proc.max_encoder_length
@@ -230,7 +230,7 @@ def test_prompt_and_new_tokens_fit_the_decoders_positions(proc):
     chat = pipeline(TASK, model=small, processor=proc, device="cpu")
     out = run(chat, LONG_HISTORY, max_new_tokens=16, min_new_tokens=16)
     assert out[0]["generated_text"]
-    inputs = chat.preprocess([LONG_HISTORY], max_prompt_length=chat._prompt_limit({"max_new_tokens": 16}))
+    inputs = chat.preprocess(LONG_HISTORY, max_prompt_length=chat._prompt_limit({"max_new_tokens": 16}))
     assert inputs["input_ids"].shape[1] <= 32
     assert proc.max_prompt_length == 96  # the shared processor is left as it was
     with pytest.raises(ValueError, match="leaves no room"):
@@ -332,3 +332,81 @@ def test_wrongly_typed_options_fail_before_any_generation(pipe, monkeypatch, kwa
     monkeypatch.setattr(pipe, "_forward", fail)
     with pytest.raises(ValueError, match=message):
         pipe(CONVERSATIONS, personality=PERSONALITY, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- one request path
+
+
+@pytest.fixture(scope="module")
+def guided(separated_model):
+    """The separated model with a guidance default in its config, like the shipped default model."""
+    model = copy.deepcopy(separated_model)
+    model.config.latent_guidance_scale = 2.0
+    return model
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(), dict(use_ebm=False), dict(latent_guidance_scale=1.0, latent_guidance_plausibility=0.05),
+     dict(sampler_start_scale=0.0)],
+    ids=["ebm-config-guidance", "no-ebm", "explicit-guidance", "prior-mean-start"],
+)
+def test_pipeline_equals_generate_with_and_without_ebm_and_guidance(guided, proc, kwargs):
+    chat = pipeline(TASK, model=guided, processor=proc, device="cpu")
+    out = run(chat, CONVERSATIONS, personality=PERSONALITIES, batch_size=3, **NEW, **kwargs)
+    assert [t[0] for t in texts(out)] == reference(guided, proc, CONVERSATIONS, personality=PERSONALITIES, **NEW,
+                                                   **kwargs)
+
+
+def test_without_ebm_the_reply_does_not_depend_on_the_personality(guided, proc):
+    """The paper's "w/o EBM" ablation: no ODE and no latent guidance (although the config has a guidance default),
+    so each personality gets the same reply from the same seed, while with the EBM the replies differ."""
+    chat = pipeline(TASK, model=guided, processor=proc, device="cpu")
+    conversation = CONVERSATIONS[1]
+    ablation = {run(chat, conversation, personality=p, use_ebm=False, **NEW)[0]["generated_text"]
+                for p in (PERSONALITY, OPPOSITE, {"attitude": "optimistic"}, None)}
+    assert len(ablation) == 1
+    with_ebm = {run(chat, conversation, personality=p, **NEW)[0]["generated_text"] for p in (PERSONALITY, OPPOSITE)}
+    assert len(with_ebm) == 2
+    # with a deterministic start, rows of one batch agree too
+    batch = run(chat, [conversation] * 3, personality=[PERSONALITY, OPPOSITE, None], use_ebm=False,
+                sampler_start_scale=0.0, batch_size=3, **NEW)
+    assert len({answers[0]["generated_text"] for answers in batch}) == 1
+
+
+def test_a_generator_of_a_thousand_conversations_is_answered_while_consumed(pipe):
+    consumed = []
+
+    def conversations():
+        for i in range(1000):
+            consumed.append(i)
+            yield [f"Question number {i}?"]
+
+    answers = pipe(conversations(), personality=PERSONALITY, batch_size=50, max_new_tokens=1, use_ebm=False)
+    assert len(consumed) <= 1  # the base class peeks at the first item to tell its form; nothing more is read
+    first = next(iter(answers))
+    assert first[0]["personality"] == PERSONALITY and len(consumed) <= 51
+    rest = list(answers)
+    assert len(rest) == 999 and len(consumed) == 1000
+
+
+def test_key_dataset_and_personalities_that_travel_with_each_input(pipe, model, proc):
+    from datasets import Dataset
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    dataset = Dataset.from_dict({"messages": CONVERSATIONS, "personality": PERSONALITIES})
+    torch.manual_seed(0)
+    streamed = list(pipe(KeyDataset(dataset, "messages"), personality=PERSONALITY, batch_size=3, **NEW))
+    assert [answers[0]["personality"] for answers in streamed] == [PERSONALITY] * 3
+    assert [a[0] for a in texts(streamed)] == reference(model, proc, CONVERSATIONS, personality=PERSONALITY, **NEW)
+    # dict inputs carry their own personality (and win over the call's), in a list or a stream
+    rows = [{"messages": c, "personality": p} for c, p in zip(CONVERSATIONS, PERSONALITIES)]
+    listed = run(pipe, rows, personality=OPPOSITE, batch_size=3, **NEW)
+    assert [answers[0]["personality"] for answers in listed] == PERSONALITIES
+    assert [a[0] for a in texts(listed)] == reference(model, proc, CONVERSATIONS, personality=PERSONALITIES, **NEW)
+    torch.manual_seed(0)
+    assert texts(list(pipe((r for r in rows), batch_size=3, **NEW))) == texts(listed)
+    with pytest.raises(ValueError, match="for a stream, yield dicts"):
+        pipe((c for c in CONVERSATIONS), personality=PERSONALITIES)
+    with pytest.raises(ValueError, match="A dict input must be"):
+        pipe({"conversation": CONVERSATIONS[0]})

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from modeling_miracle.sampling import SamplerSettings, resolve_personality
+from modeling_miracle.configuration.personality import Personality
+from modeling_miracle.sampling import SamplerSettings
 
 from .conftest import CONVERSATIONS, OPPOSITE, PERSONALITY, make_model
 
@@ -152,7 +153,7 @@ def test_beams_and_return_sequences_keep_each_rows_latent(separated_model, input
 def test_settings_come_from_the_config_with_overrides(separated_model):
     settings = SamplerSettings.from_config(separated_model.config, sampler_rtol=1e-5)
     assert (settings.method, settings.rtol, settings.atol, settings.beta_max) == ("dopri5", 1e-5, 1e-3, 20.0)
-    personality = resolve_personality(separated_model.config, [PERSONALITY, {"attitude": 0}], None, 2)
+    personality = Personality.resolve(separated_model.config, [PERSONALITY, {"attitude": 0}], None, 2)
     assert personality.aspects.tolist() == [[1, 1, 1], [-1, 0, -1]]
     assert personality.weights.tolist() == [[1, 1, 1], [0, 1, 0]]
 
@@ -209,7 +210,7 @@ def test_the_ode_runs_in_float32_for_a_bfloat16_model_and_under_autocast(separat
     result = sample(half, inputs, personality=PERSONALITY)
     assert result.latent.dtype == torch.bfloat16 and result.aspect_probability_after.mean() > 0.9
     # The same solve as the float32 heads (rounded to bfloat16) from the same start, in the same number of steps.
-    target = resolve_personality(half.config, PERSONALITY, None, result.start_latent.shape[0])
+    target = Personality.resolve(half.config, PERSONALITY, None, result.start_latent.shape[0])
     settings = SamplerSettings.from_config(half.config)
     exact, evaluations = solve_personality_ode(copy.deepcopy(half.attribute_heads).float(), result.start_latent.float(),
                                                target, settings)

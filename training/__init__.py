@@ -2,19 +2,19 @@
 
 from .collator import AttributeInterleavedSampler, MiracleDataCollator
 from .data import AUTHORS_HUB_DATASET, AUTHORS_HUB_FILES, LoadReport, MalformedRowError, corpus_files, load_miracle_dataset
-from .kl_schedule import KLScheduleCallback, cyclical_beta
+from .kl_schedule import cyclical_beta, kl_beta_at
 from .trainer import MiracleTrainer
 
 __all__ = [
     "AUTHORS_HUB_DATASET",
     "AUTHORS_HUB_FILES",
     "AttributeInterleavedSampler",
-    "KLScheduleCallback",
     "LoadReport",
     "MalformedRowError",
     "MiracleDataCollator",
     "MiracleTrainer",
     "corpus_files",
     "cyclical_beta",
+    "kl_beta_at",
     "load_miracle_dataset",
 ]

@@ -1,9 +1,6 @@
-"""Cyclical KL annealing (Fu et al. 2019) with a real linear ramp, and the callback that applies it."""
+"""Cyclical KL annealing (Fu et al. 2019) with a real linear ramp: the value of beta at each training step."""
 
 from __future__ import annotations
-
-from transformers import TrainerCallback
-
 
 def cyclical_beta(step: int, total_steps: int, num_cycles: int = 4, zero_ratio: float = 0.0, ramp_ratio: float = 0.5) -> float:
     """beta at `step`: each of `num_cycles` equal cycles holds 0 for `zero_ratio` of it, ramps linearly 0 -> 1
@@ -19,18 +16,13 @@ def cyclical_beta(step: int, total_steps: int, num_cycles: int = 4, zero_ratio: 
     return 1.0
 
 
-class KLScheduleCallback(TrainerCallback):
-    """Sets `model.kl_beta` before every optimisation step from the config's KL cycle settings."""
-
-    def on_step_begin(self, args, state, control, model=None, **kwargs):
-        miracle = unwrap_miracle(model)
-        config = miracle.config
-        miracle.kl_beta = cyclical_beta(
-            state.global_step, state.max_steps, config.kl_num_cycles, config.kl_zero_ratio, config.kl_ramp_ratio
-        )
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        unwrap_miracle(model).kl_beta = 1.0
+def kl_beta_at(state, config) -> float:
+    """The KL weight the trainer passes to `forward` at the current optimisation step (`TrainerState`), from the
+    model config's cycle settings; 1 once training has ended."""
+    if state.max_steps <= 0 or state.global_step >= state.max_steps:
+        return 1.0
+    return cyclical_beta(state.global_step, state.max_steps, config.kl_num_cycles, config.kl_zero_ratio,
+                         config.kl_ramp_ratio)
 
 
 def unwrap_miracle(model):

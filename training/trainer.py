@@ -11,7 +11,7 @@ from transformers import Trainer, TrainingArguments
 
 from ..processing_miracle import MiracleProcessor
 from .collator import AttributeInterleavedSampler, MiracleDataCollator
-from .kl_schedule import KLScheduleCallback, unwrap_miracle
+from .kl_schedule import kl_beta_at, unwrap_miracle
 from .model_card import render_model_card
 
 LOGGED_COMPONENTS = ("reconstruction_loss", "kl_loss", "classification_loss", "distance_loss", "bow_loss", "kl_beta")
@@ -46,8 +46,6 @@ class MiracleTrainer(Trainer):
         self.interleave_attributes = interleave_attributes
         self._component_sums = defaultdict(float)
         self._component_counts = defaultdict(int)
-        if not any(isinstance(cb, KLScheduleCallback) for cb in self.callback_handler.callbacks):
-            self.add_callback(KLScheduleCallback())
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -56,7 +54,10 @@ class MiracleTrainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs)
+        """MIRACLE's loss, with the cyclical KL weight of this optimisation step while training (1 in evaluation)."""
+        config = unwrap_miracle(self.accelerator.unwrap_model(model)).config
+        beta = kl_beta_at(self.state, config) if model.training else 1.0
+        outputs = model(**inputs, kl_beta=beta)
         if model.training:
             for name in LOGGED_COMPONENTS:
                 value = getattr(outputs, name, None)
