@@ -50,7 +50,7 @@ def context_examples(paths: list[str], attributes: dict, max_examples: int | Non
     context (so the first `8 * n` examples are n contexts x all 8 personalities of the paper's attributes)."""
     from modeling_miracle.corpus import dialogue_examples, read_jsonl
     from modeling_miracle.evaluation.scorers import context_text
-    from modeling_miracle.sampling import all_personalities
+    from modeling_miracle.configuration.personality import all_personalities
 
     personalities = all_personalities(attributes)
     examples = []

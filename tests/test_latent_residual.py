@@ -97,8 +97,7 @@ def test_residual_offsets_train_with_the_reconstruction_loss(processor):
     from .test_latent_control_options import training_batch
 
     model = make_model("gpt2", seed=5, latent_residual_layers=[1]).train()
-    model.kl_beta = 0.0
-    model(**training_batch(processor)).loss.backward()
+    model(**training_batch(processor), kl_beta=0.0).loss.backward()
     assert model.latent_injection.to_residual["1"].weight.grad.abs().sum() > 0
 
 

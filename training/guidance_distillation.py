@@ -72,7 +72,7 @@ class GuidanceDistillationTrainer(MiracleTrainer):
                                            self.partial_share)
         prior = (inputs["prior_input_ids"], inputs["prior_attention_mask"])
         sample = teacher.sample_latent(*prior, personality=personality)
-        away = teacher.opposite_latent(*prior, sample)
+        away = teacher.opposite_latent(sample)
         logits = teacher(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], latent=sample.latent,
                          guidance_latent=away, latent_guidance_scale=self.guidance_scale,
                          latent_guidance_plausibility=self.guidance_plausibility, logits_to_keep=window).logits
