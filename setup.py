@@ -3,7 +3,7 @@
 from setuptools import setup
 
 # Repository folders installed under `modeling_miracle` (the layout is described in README.md, "Architecture").
-SUBPACKAGES = ["configuration", "pipelines", "training", "evaluation", "corpus", "collect", "commands"]
+SUBPACKAGES = ["configuration", "pipelines", "training", "evaluation", "corpus", "collect", "commands", "serving"]
 
 setup(
     name="miracle-dialogue",
