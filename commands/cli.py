@@ -7,6 +7,8 @@
     miracle demo
     miracle evaluate --model runs/mine --output-dir runs/eval
     miracle collect --output-dir data/mine --base-url http://localhost:8080/v1 --dialogues-per-aspect 200
+    miracle serve --port 8000                       # OpenAI-compatible chat completions
+    miracle web                                     # the Gradio demo in your browser
 
 `miracle train` runs unchanged under `accelerate launch` (e.g. `accelerate launch -m modeling_miracle.commands.cli train ...`).
 """
@@ -177,7 +179,20 @@ def _collect(argv: list[str]) -> int:
     return collect_main(argv)
 
 
-COMMANDS = {"train": _train, "generate": _generate, "demo": _demo, "evaluate": _evaluate, "collect": _collect}
+def _serve(argv: list[str]) -> int:
+    from .serve import main as serve_main
+
+    return serve_main(argv)
+
+
+def _web(argv: list[str]) -> int:
+    from .web import main as web_main
+
+    return web_main(argv)
+
+
+COMMANDS = {"train": _train, "generate": _generate, "demo": _demo, "evaluate": _evaluate, "collect": _collect,
+            "serve": _serve, "web": _web}
 
 
 def main(argv: list[str] | None = None) -> int:
