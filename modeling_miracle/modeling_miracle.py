@@ -386,7 +386,8 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         the personality arguments of [`sample_latent`] (including `sampler_*` overrides) and every usual generation
         argument (greedy by default; `do_sample`, `num_beams`, `num_return_sequences`, `max_new_tokens`, ...).
         Pass `latent=` to decode from a given z instead of sampling one. Each beam / returned sequence keeps its
-        row's latent.
+        row's latent. A `streamer=` gets the batch's new tokens step by step (one per conversation row, also with
+        latent guidance, which doubles the batch only inside `forward`).
 
         `latent_guidance_scale` (default: `config.latent_guidance_scale`, 0 = off) turns on decoding-time latent
         guidance: the same start is also moved by the ODE *away* from the personality (weights negated), and the
