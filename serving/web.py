@@ -14,7 +14,7 @@ from .engine import BatchingEngine, EngineSettings
 from .protocol import APIError, ChatRequest, Limits, parse_chat_request
 
 ANY = "(any)"
-PLOT_COLUMNS = ["aspect", "stage", "probability"]
+PLOT_COLUMNS = ["bar", "aspect", "stage", "probability"]
 
 
 def _text(content) -> str:
@@ -25,8 +25,9 @@ def _text(content) -> str:
 
 
 def probability_frame(diagnostics: dict) -> pd.DataFrame:
-    """Rows `(attribute: aspect, before|after sampling, probability)` for the plot."""
-    rows = [(f"{attribute}: {d['aspect']}", stage, d[key]) for attribute, d in diagnostics.items()
+    """Rows `(bar label, attribute: aspect, before|after sampling, probability)` for the plot (one bar each)."""
+    rows = [(f"{attribute}: {d['aspect']} ({key})", f"{attribute}: {d['aspect']}", stage, d[key])
+            for attribute, d in diagnostics.items()
             for key, stage in (("before", "before sampling"), ("after", "after sampling"))]
     return pd.DataFrame(rows, columns=PLOT_COLUMNS)
 
@@ -146,7 +147,7 @@ class WebDemo:
                         with gr.Row():
                             send = gr.Button("Send", variant="primary", elem_id="send")
                             clear = gr.Button("Clear")
-                        plot = gr.BarPlot(probability_frame({}), x="aspect", y="probability", color="stage",
+                        plot = gr.BarPlot(probability_frame({}), x="bar", y="probability", color="stage", x_title="aspect",
                                           y_lim=[0, 1], label="Latent aspect probabilities", elem_id="plot")
                 inputs = [message, chatbot, *choices, *weights, *options]
                 send.click(self.respond, inputs, [message, chatbot, plot], api_name="chat")

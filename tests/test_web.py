@@ -32,8 +32,8 @@ def web(separated_model, encoder_tokenizer, gpt2_tokenizer):
 
 def test_probability_frame_has_a_bar_per_aspect_and_stage():
     frame = probability_frame({"attitude": {"aspect": "optimistic", "before": 0.4, "after": 0.9}})
-    assert frame.values.tolist() == [["attitude: optimistic", "before sampling", 0.4],
-                                     ["attitude: optimistic", "after sampling", 0.9]]
+    assert frame.values.tolist() == [["attitude: optimistic (before)", "attitude: optimistic", "before sampling", 0.4],
+                                     ["attitude: optimistic (after)", "attitude: optimistic", "after sampling", 0.9]]
 
 
 def test_chat_api_answers_in_the_chosen_personality(web):
@@ -48,7 +48,7 @@ def test_chat_api_answers_in_the_chosen_personality(web):
     reply = chat[-1]["content"]
     reply = reply if isinstance(reply, str) else "".join(p.get("text", "") for p in reply)
     assert reply.strip()
-    rows = {(r[0], r[1]): r[2] for r in plot["data"]}
+    rows = {(r[1], r[2]): r[3] for r in plot["data"]}
     assert set(rows) == {(f"{a}: {c}", s) for a, c in (("language_style", "lyrical"), ("attitude", "optimistic"))
                          for s in ("before sampling", "after sampling")}
     assert rows[("attitude: optimistic", "after sampling")] > rows[("attitude: optimistic", "before sampling")]
