@@ -3,7 +3,8 @@
 from setuptools import setup
 
 # Repository folders installed under `modeling_miracle` (the layout is described in README.md, "Architecture").
-SUBPACKAGES = ["configuration", "pipelines", "training", "evaluation", "corpus", "collect", "commands"]
+SUBPACKAGES = ["configuration", "pipelines", "training", "evaluation", "evaluation.modules", "corpus", "collect",
+               "commands", "serving"]
 
 setup(
     name="miracle-dialogue",
@@ -23,6 +24,7 @@ setup(
         "modeling_miracle": ["default_model/*"],
         "modeling_miracle.corpus": ["*.jsonl", "*.txt", "*.md", "sources/*.jsonl"],
         "modeling_miracle.collect": ["*.yaml"],
+        "modeling_miracle.evaluation": ["modules/*/*.py"],
     },
     include_package_data=True,
     install_requires=[
@@ -38,11 +40,18 @@ setup(
         "safetensors>=0.4",
         "pyyaml>=6.0",
         "tqdm>=4.66",
+        "evaluate>=0.4",
     ],
     extras_require={
         "offline": ["gguf>=0.10"],
         "eval": ["nltk>=3.8", "rouge-score>=0.1.2"],
-        "tests": ["pytest>=8", "gguf>=0.10", "nltk>=3.8", "rouge-score>=0.1.2"],
+        "serve": ["fastapi>=0.115", "uvicorn>=0.30"],
+        "web": ["gradio>=6,<7", "pandas>=2"],
+        # The default test run talks to a real local server with the official client and drives the Gradio app
+        # with gradio_client; the slow browser test also needs playwright and Debian's `chromium`.
+        "tests": ["pytest>=8", "gguf>=0.10", "nltk>=3.8", "rouge-score>=0.1.2", "fastapi>=0.115", "uvicorn>=0.30",
+                  "httpx>=0.27", "openai>=1.40", "gradio>=6,<7", "gradio-client>=1.0", "pandas>=2",
+                  "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["miracle=modeling_miracle.commands.cli:main"]},
     classifiers=[

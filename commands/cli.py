@@ -7,6 +7,8 @@
     miracle demo
     miracle evaluate --model runs/mine --output-dir runs/eval
     miracle collect --output-dir data/mine --base-url http://localhost:8080/v1 --dialogues-per-aspect 200
+    miracle serve --port 8000                       # OpenAI-compatible chat completions
+    miracle web                                     # the Gradio demo in your browser
 
 `miracle train` runs unchanged under `accelerate launch` (e.g. `accelerate launch -m modeling_miracle.commands.cli train ...`).
 """
@@ -130,6 +132,7 @@ def _generate(argv: list[str]) -> int:
     _add_generation_flags(parser)
     args = parser.parse_args(_one_pair_per_flag(argv))
     import torch
+    import transformers
     from transformers import pipeline
 
     from .. import load_model_and_processor
@@ -138,6 +141,9 @@ def _generate(argv: list[str]) -> int:
     model, processor = load_model_and_processor(args.model)
     chat = pipeline("personalized-dialogue", model=model, processor=processor)
     torch.manual_seed(args.seed)
+    # One reply is printed as it is written; several come together at the end.
+    streamer = transformers.TextStreamer(processor.decoder_tokenizer, skip_prompt=True, skip_special_tokens=True) \
+        if args.num_return_sequences == 1 else None
     outputs = chat(
         args.turns,
         personality=_key_values(args.personality, "personality") or None,
@@ -146,9 +152,11 @@ def _generate(argv: list[str]) -> int:
         num_return_sequences=args.num_return_sequences,
         do_sample=args.do_sample,
         return_latent_diagnostics=True,
+        **({"streamer": streamer} if streamer else {}),
     )
     for output in outputs:
-        print(output["generated_text"])
+        if streamer is None:
+            print(output["generated_text"])
         for attribute, d in output.get("latent_diagnostics", {}).items():
             print(f"  {attribute}={d['aspect']}: latent probability {d['before']:.2f} -> {d['after']:.2f}")
     return 0
@@ -177,7 +185,20 @@ def _collect(argv: list[str]) -> int:
     return collect_main(argv)
 
 
-COMMANDS = {"train": _train, "generate": _generate, "demo": _demo, "evaluate": _evaluate, "collect": _collect}
+def _serve(argv: list[str]) -> int:
+    from .serve import main as serve_main
+
+    return serve_main(argv)
+
+
+def _web(argv: list[str]) -> int:
+    from .web import main as web_main
+
+    return web_main(argv)
+
+
+COMMANDS = {"train": _train, "generate": _generate, "demo": _demo, "evaluate": _evaluate, "collect": _collect,
+            "serve": _serve, "web": _web}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,21 +79,24 @@ def ensure_scorers(scorer_dir: str, attributes: dict[str, list[str]], backbone: 
 
 
 def score(examples, responses, scorers: dict, attributes, fluency_model, fluency_tokenizer) -> dict:
-    """Every metric of table 1 for one system's responses."""
+    """Every metric of table 1 for one system's responses (personalization accuracy and the text metrics through
+    the package's `evaluate` modules, see `evaluation.modules`)."""
+    from .modules import load_metric
+
     row = {}
-    targets = {a: [attributes[a].index(e["personality"][a]) for e in examples] for a in attributes}
-    predictions = {a: scorers[a].predict(responses) for a in attributes}
-    personalization = metrics.personalization_scores(predictions, targets)
-    row["Avg."] = personalization["avg"]
-    row.update({a: personalization[a] for a in attributes})
+    accuracy_metric = load_metric("personalization_accuracy")
+    for a in attributes:
+        row[a] = accuracy_metric.compute(predictions=responses, references=[e["personality"][a] for e in examples],
+                                         scorer=scorers[a])["personalization_accuracy"]
+    row = {"Avg.": sum(row.values()) / len(row), **row}
     references = [e["reference"] for e in examples]
     safe = [r if r.strip() else "." for r in responses]  # an empty generation still counts (scores ~0)
-    row["BLEU"] = metrics.bleu(safe, references)["bleu"]
-    row["Rouge"] = metrics.rouge(safe, references)["rouge"]
+    text = load_metric("dialogue_text_metrics").compute(predictions=safe, references=references,
+                                                        self_bleu_sample=150)
+    row["BLEU"], row["Rouge"] = text["bleu"], text["rouge"]
     row["NLI"] = metrics.nli_coherence(scorers["nli"].predict([e["context"] for e in examples], safe))
     row["PPL"] = metrics.perplexity(safe, fluency_model, fluency_tokenizer)["perplexity"]
-    row["Distinct"] = metrics.distinct(safe)["distinct"]
-    row["sBLEU"] = metrics.self_bleu(safe, sample_size=min(150, len(safe)))
+    row["Distinct"], row["sBLEU"] = text["distinct"], text["self_bleu"]
     return row
 
 

@@ -432,15 +432,17 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         guidance_latent: torch.Tensor | None = None,
         latent_guidance_plausibility: float | None = None,
         return_latent_sample: bool = False,
+        start_latent: torch.Tensor | None = None,
         **kwargs,
     ):
         """Encode the context, sample z with the EBM ODE for `personality`, then decode with `GenerationMixin`.
 
         Takes the processor's inputs (`input_ids`, `attention_mask`, `prior_input_ids`, `prior_attention_mask`),
         the personality arguments of [`sample_latent`] (including `sampler_*` overrides) and every usual generation
-        argument (greedy by default; `do_sample`, `num_beams`, `num_return_sequences`, `max_new_tokens`, `streamer`,
-        ...). Pass `latent=` to decode from a given z instead of sampling one. Each beam / returned sequence keeps
-        its row's latent.
+        argument (greedy by default; `do_sample`, `num_beams`, `num_return_sequences`, `max_new_tokens`, ...).
+        Pass `latent=` to decode from a given z instead of sampling one (or `start_latent=` to start the ODE there).
+        Each beam / returned sequence keeps its row's latent. A `streamer=` gets the batch's new tokens step by step
+        (one per conversation row, also with latent guidance, which doubles the batch only inside `forward`).
 
         `latent_guidance_scale` (default: `config.latent_guidance_scale`, 0 = off) turns on decoding-time latent
         guidance: the same start is also moved by the ODE *away* from the personality (weights negated), and the
@@ -467,13 +469,13 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
                 )
             sample = self.sample_latent(
                 prior_input_ids, prior_attention_mask, personality=personality, attribute_weights=attribute_weights,
-                use_ebm=use_ebm, generator=generator, **sampler_overrides,
+                use_ebm=use_ebm, generator=generator, start_latent=start_latent, **sampler_overrides,
             )
             latent = sample.latent
             if scale and guidance_latent is None:
                 guidance_latent = self.opposite_latent(sample, **sampler_overrides)
-        elif personality is not None or sampler_overrides:
-            raise ValueError("Pass either `latent` or `personality` / sampler options, not both.")
+        elif personality is not None or sampler_overrides or start_latent is not None:
+            raise ValueError("Pass either `latent` or `personality` / `start_latent` / sampler options, not both.")
         self._check_latent(latent, input_ids.shape[0], "latent")
         if scale:
             self._check_latent(guidance_latent, input_ids.shape[0], "guidance_latent")

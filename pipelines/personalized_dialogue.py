@@ -85,6 +85,8 @@ class PersonalizedDialoguePipeline(Pipeline):
     - generation arguments of `generate` (`max_new_tokens` (default 64), `do_sample`, `num_beams`,
       `num_return_sequences`, `top_p`, `streamer`, ...), and `latent_guidance_scale` (decoding-time latent guidance;
       default the model config's where it applies, see `MiracleForPersonalizedGeneration.guidance_scale`).
+    - `streamer`: a transformers streamer (e.g. `TextStreamer`) that gets the reply's tokens as they are written,
+      batch by batch (`TextStreamer` takes one row: one conversation, `num_return_sequences=1`).
     - `return_latent_diagnostics`: add `"latent_diagnostics"`: for each attribute the personality names,
       `{"aspect", "before", "after"}`, the latent classifier's probability of that aspect at the start and the
       end of the latent sampling.

@@ -21,7 +21,7 @@ def test_generate_prints_responses_and_latent_probabilities(tmp_path, processor,
 
 def test_unknown_command_and_bad_pairs(capsys, tmp_path, processor):
     assert main(["frobnicate"]) == 2
-    assert "commands: train, generate, demo, evaluate, collect" in capsys.readouterr().out
+    assert "commands: train, generate, demo, evaluate, collect, serve, web" in capsys.readouterr().out
     make_model("gpt2").save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     with pytest.raises(SystemExit, match="attribute=value"):
