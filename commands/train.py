@@ -9,6 +9,8 @@ from transformers import AutoTokenizer, TrainingArguments, set_seed
 from transformers.training_args import ParallelMode
 
 from .arguments import DataArguments, ModelArguments, RunArguments
+from ..adapter_folders import backbones_reference, miracle_reference, write_adapter_folder_config
+from ..training.adapter_checkpoints import AdapterFolderCallback
 from ..training.collator import MiracleDataCollator
 from ..training.data import AUTHORS_HUB_DATASET, AUTHORS_HUB_FILES, LoadReport, corpus_files, load_miracle_dataset
 from ..training.new_attribute import prepare_new_attribute
@@ -47,6 +49,13 @@ def build_model_and_processor(model_args: ModelArguments):
     processor = MiracleProcessor(AutoTokenizer.from_pretrained(encoder),
                                  AutoTokenizer.from_pretrained(decoder, **decoder_kwargs), **limits)
     return model, processor
+
+
+def base_model_source(model_args: ModelArguments) -> dict:
+    """Where a LoRA run's base model comes from (recorded in its adapter folders: `checkpoint-N`, `adapter/`)."""
+    if model_args.from_model:
+        return miracle_reference(model_args.from_model)
+    return backbones_reference(model_args.encoder, model_args.decoder, model_args.decoder_gguf_file)
 
 
 def data_files_for(data_args: DataArguments, attributes: dict) -> dict:
@@ -175,7 +184,8 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         data_description=f"{report.dialogues} dialogues ({report.examples} examples) from {files}"
         + (f" in {data_args.hub_dataset}" if data_args.hub_dataset else ""),
         datasets=[data_args.hub_dataset] if data_args.hub_dataset else None,
-        callbacks=[TrainingSummaryCallback(describe_model(model_args, model, new_attribute, use_lora) + data_lines)],
+        callbacks=[TrainingSummaryCallback(describe_model(model_args, model, new_attribute, use_lora) + data_lines)]
+        + ([AdapterFolderCallback(base_model_source(model_args))] if use_lora else []),
     )
     if use_lora and trainer.is_fsdp_enabled:
         raise ValueError(
@@ -186,8 +196,11 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
     trainer.train(resume_from_checkpoint=resume)
     output_dir = training_args.output_dir
     if use_lora:
-        if trainer.is_world_process_zero():
-            trained.save_pretrained(os.path.join(output_dir, "adapter"))
+        if trainer.is_world_process_zero():  # the adapter alone, also a loadable MIRACLE folder
+            adapter_dir = os.path.join(output_dir, "adapter")
+            trained.save_pretrained(adapter_dir)
+            write_adapter_folder_config(model.config, adapter_dir, base_model_source(model_args))
+            processor.save_pretrained(adapter_dir)
         model = trained.merge_and_unload()  # in every process (no files): save_model below writes on the main one
         trainer.model = model
     trainer.save_model(output_dir)

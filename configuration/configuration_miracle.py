@@ -23,6 +23,7 @@ SAMPLER_METHODS = (
     "dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun",
     "euler", "midpoint", "rk4", "explicit_adams", "implicit_adams",
 )
+BASE_MODEL_FORMS = ({"encoder", "decoder"}, {"encoder", "decoder", "decoder_gguf_file"}, {"miracle"})
 FIXED_STEP_METHODS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
 
 
@@ -85,6 +86,10 @@ class MiracleConfig(PreTrainedConfig):
         sampler_start_scale (`float`): scale of the noise in the ODE's starting sample, z0 = mu + scale * sigma * eps
             (paper: 1; 0 starts from the prior mean, nearer the posterior means the decoder was trained on).
         sampler_keep_prior_term (`bool`): keep the prior term of eq. 19 in the ODE's drift.
+        base_model_source (`dict`, *optional*): set in a folder that holds only MIRACLE's own layers and a PEFT adapter
+            (a LoRA run's `checkpoint-N`, the default model): where the rest of the weights come from, either
+            `{"encoder": ..., "decoder": ...[, "decoder_gguf_file": ...]}` (a name or path each; `"default"` = the
+            packaged offline backbone) or `{"miracle": <saved MIRACLE model>}`. None for ordinary full folders.
     """
 
     model_type = "miracle"
@@ -129,6 +134,7 @@ class MiracleConfig(PreTrainedConfig):
     sampler_prior: str = "context"
     sampler_keep_prior_term: bool = False
     sampler_start_scale: float = 1.0
+    base_model_source: dict | None = None
     pad_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
     bos_token_id: int | None = None
@@ -224,6 +230,11 @@ class MiracleConfig(PreTrainedConfig):
             raise ValueError(f"`sampler_step_size` must be > 0 or None; got {self.sampler_step_size}.")
         if self.sampler_max_steps is not None and self.sampler_max_steps < 1:
             raise ValueError(f"`sampler_max_steps` must be >= 1 or None; got {self.sampler_max_steps}.")
+        if self.base_model_source is not None and set(self.base_model_source) not in BASE_MODEL_FORMS:
+            raise ValueError(
+                "`base_model_source` must name the backbones ({'encoder': ..., 'decoder': ...[, 'decoder_gguf_file': ...]}) "
+                f"or a saved MIRACLE model ({{'miracle': path}}); got {self.base_model_source!r}."
+            )
         if not (self.add_latent_to_embeddings or self.use_latent_prefix):
             raise ValueError("At least one of `add_latent_to_embeddings` and `use_latent_prefix` must be True, "
                              "or the decoder never sees z.")

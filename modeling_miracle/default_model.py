@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .adapter_folders import apply_generation_defaults, is_adapter_folder, legacy_settings_file, load_adapter_folder
 from .backbones import minilm_folder, smollm2_folder
 from .configuration import PAPER_ATTRIBUTES
 from .processing_miracle import MiracleProcessor
@@ -54,6 +55,8 @@ def load_default_model(path: str | Path | None = None):
     from peft import PeftModel
 
     folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if is_adapter_folder(folder):  # parts saved as an ordinary MIRACLE folder (backbones by reference)
+        return load_adapter_folder(folder), MiracleProcessor.from_pretrained(folder)
     if not (folder / "adapter_model.safetensors").is_file():
         raise FileNotFoundError(
             f"No trained default-model parts in {folder}; train them with `python examples/train_default_model.py`."
@@ -69,19 +72,11 @@ def load_default_model(path: str | Path | None = None):
     return model, default_processor()
 
 
-def apply_generation_defaults(model, folder: Path) -> None:
-    """The decoding defaults chosen for these parts (`generation_config.json` beside them, e.g.
-    `no_repeat_ngram_size`), on top of the decoder's own generation config (its special tokens stay)."""
-    path = folder / "generation_config.json"
-    if path.is_file():
-        defaults = {k: v for k, v in json.loads(path.read_text()).items() if k != "transformers_version"}
-        model.generation_config.update(**defaults)
-
-
 def load_model_and_processor(path: str | Path | None = None):
-    """(model, processor) of a saved MIRACLE model, of default-model parts (a folder with the LoRA adapter and
-    `miracle_settings.json`, e.g. a training checkpoint), or of the packaged default model when `path` is None."""
-    if path is None or (Path(path) / "adapter_model.safetensors").is_file():
+    """(model, processor) of a saved MIRACLE folder: a full one, one with the backbones by reference (config +
+    PEFT adapter, e.g. a LoRA run's `checkpoint-N`, see `adapter_folders`), older default-model parts (a folder
+    with the adapter and `miracle_settings.json`), or the packaged default model when `path` is None."""
+    if path is None or legacy_settings_file(path) is not None:
         return load_default_model(path)
     from .modeling_miracle import MiracleForPersonalizedGeneration
 

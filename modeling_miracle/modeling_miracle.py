@@ -195,6 +195,23 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, and also a local folder holding the backbones by reference (config +
+        PEFT adapter, e.g. a LoRA run's `checkpoint-N`; see `adapter_folders`) or older default-model parts
+        (adapter + `miracle_settings.json`): their base model is rebuilt and the adapter merged into it."""
+        from .adapter_folders import is_adapter_folder, legacy_settings_file, load_adapter_folder
+
+        if is_adapter_folder(pretrained_model_name_or_path):
+            config = kwargs.get("config")
+            return load_adapter_folder(pretrained_model_name_or_path, config if isinstance(config, MiracleConfig) else None,
+                                       dtype=kwargs.get("dtype"))
+        if legacy_settings_file(pretrained_model_name_or_path) is not None:
+            from .default_model import load_default_model
+
+            return load_default_model(pretrained_model_name_or_path)[0]
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @classmethod
     def from_encoder_decoder_pretrained(
         cls,
         encoder_pretrained_model_name_or_path: str,
@@ -264,7 +281,9 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         if name in self.config.attributes:
             raise ValueError(f"Attribute {name!r} already exists; existing attributes: {self.config.attribute_names}.")
         attributes = {**self.config.attributes, name: list(aspects)}
-        type(self.config)(encoder=self.config.encoder, decoder=self.config.decoder, attributes=attributes)  # validates
+        # Validate on copies: building a config from the backbones' config objects resets their attention setting.
+        type(self.config)(encoder=copy.deepcopy(self.config.encoder), decoder=copy.deepcopy(self.config.decoder),
+                          attributes=attributes)
         self.config.attributes = attributes
         reference = next(self.attribute_heads.parameters())
         head = AttributeHeads.make_head(self.config.latent_size, self.config.head_hidden_size, len(aspects))
