@@ -125,3 +125,21 @@ def test_base_model_source_form_is_checked():
     with pytest.raises(StrictDataclassClassValidationError, match="`base_model_source` must name the backbones"):
         MiracleConfig(base_model_source={"encoder": "x"})
     assert MiracleConfig(base_model_source={"miracle": "path"}).base_model_source == {"miracle": "path"}
+
+
+@pytest.mark.slow
+def test_default_model_parts_converted_load_everywhere_with_the_same_replies(tmp_path):
+    from modeling_miracle import load_default_model
+    from modeling_miracle.adapter_folders import convert_default_model_parts
+    from modeling_miracle.default_model import DEFAULT_MODEL_DIR
+
+    old, old_processor = load_default_model()
+    expected = replies(pipeline("personalized-dialogue", model=old, processor=old_processor, device="cpu"))
+    folder = convert_default_model_parts(DEFAULT_MODEL_DIR, tmp_path / "default")
+    assert json.loads((folder / "config.json").read_text())["base_model_source"] == {"encoder": "default",
+                                                                                     "decoder": "default"}
+    chat = pipeline("personalized-dialogue", model=str(folder), device="cpu")
+    assert replies(chat) == expected
+    new_state, old_state = chat.model.state_dict(), old.state_dict()
+    assert new_state.keys() == old_state.keys() and all(torch.equal(new_state[k], old_state[k]) for k in old_state)
+    assert chat.model.generation_config.to_dict() == old.generation_config.to_dict()
