@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers.utils import logging as hf_logging
 from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -584,10 +585,46 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         `latent_guidance_scale` s, each row is decoded under both latents (the cache holds both) and the logits are
         `l(z) + s * (l(z) - l(guidance_latent))`, as in classifier-free guidance.
         """
-        config = self.config
-        prior_mu = prior_logvar = post_mu = post_logvar = None
-        kl = None
         beta = float(kl_beta)
+        output, kl = self._latent_for_step(input_ids, inputs_embeds, latent, prior_input_ids, prior_attention_mask,
+                                           posterior_input_ids, posterior_attention_mask, beta)
+        if input_ids is None and inputs_embeds is None:
+            if attribute_ids is None:
+                raise ValueError("forward needs decoder inputs: `input_ids` (or `inputs_embeds`).")
+            # Latent-only step (e.g. training a new attribute head on the frozen latent space): no decoding.
+            return self._add_losses(output, None, kl, attribute_ids, aspect_ids, beta)
+        if self.training and self.config.word_dropout > 0 and labels is not None:
+            inputs_embeds = self._drop_response_words(input_ids, inputs_embeds, labels)
+        if labels is not None and isinstance(logits_to_keep, int) and logits_to_keep == 0:
+            # Responses sit at the end of left-padded rows: only compute logits over the labelled window.
+            logits_to_keep = self._label_window(labels)
+            labels = labels[:, -logits_to_keep:]
+        if self.training and self.config.use_latent_prefix and getattr(self.decoder, "is_activation_checkpointing", False):
+            raise ValueError(
+                "Decoders drop the KV cache (and so the latent prefix) under gradient checkpointing in training; "
+                "disable gradient checkpointing or set `use_latent_prefix=False` in the config."
+            )
+        guided = guidance_latent is not None and latent_guidance_scale != 0
+        if guided and labels is not None:
+            raise ValueError("Latent guidance is a decoding option; do not pass `labels` with `guidance_latent`.")
+        output.logits, output.cache = self._decode(
+            input_ids, inputs_embeds, attention_mask, position_ids, cache, output.latent, use_cache, logits_to_keep,
+            guidance_latent if guided else None, **kwargs,
+        )
+        if guided:
+            conditional, opposite = output.logits.chunk(2)
+            output.logits = self._guided_logits(conditional, opposite, latent_guidance_scale, latent_guidance_plausibility)
+        if labels is None and attribute_ids is None:
+            return output
+        return self._add_losses(output, labels, kl, attribute_ids, aspect_ids, beta)
+
+    def _latent_for_step(self, input_ids, inputs_embeds, latent, prior_input_ids, prior_attention_mask,
+                         posterior_input_ids, posterior_attention_mask, beta):
+        """z of one forward call, in a `MiracleOutput` with the Gaussians it came from, and the KL term (or None):
+        the given `latent`; else the posterior sample (its mean in eval or while beta is 0) with the KL to the
+        prior; else the prior sample (its mean in eval); with decoder inputs alone, the standard prior's mean."""
+        config = self.config
+        prior_mu = prior_logvar = post_mu = post_logvar = kl = None
         if latent is None and prior_input_ids is None:
             if input_ids is None and inputs_embeds is None:
                 raise ValueError("forward needs decoder inputs (`input_ids`), a `latent`, or the prior encoder inputs "
@@ -604,31 +641,15 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
                 kl = free_bits_kl(gaussian_kl(post_mu, post_logvar, prior_mu, prior_logvar), config.kl_threshold)
             else:
                 latent = self.reparameterize(prior_mu, prior_logvar) if self.training else prior_mu
-        latent = latent.to(self.dtype)
-        output = MiracleOutput(
-            latent=latent, prior_mu=prior_mu, prior_logvar=prior_logvar, posterior_mu=post_mu, posterior_logvar=post_logvar
-        )
-        if input_ids is None and inputs_embeds is None:
-            if attribute_ids is None:
-                raise ValueError("forward needs decoder inputs: `input_ids` (or `inputs_embeds`).")
-            # Latent-only step (e.g. training a new attribute head on the frozen latent space): no decoding.
-            return self._add_losses(output, None, kl, attribute_ids, aspect_ids, beta)
+        output = MiracleOutput(latent=latent.to(self.dtype), prior_mu=prior_mu, prior_logvar=prior_logvar,
+                               posterior_mu=post_mu, posterior_logvar=post_logvar)
+        return output, kl
 
-        if self.training and config.word_dropout > 0 and labels is not None:
-            inputs_embeds = self._drop_response_words(input_ids, inputs_embeds, labels)
-        if labels is not None and isinstance(logits_to_keep, int) and logits_to_keep == 0:
-            # Responses sit at the end of left-padded rows: only compute logits over the labelled window.
-            logits_to_keep = self._label_window(labels)
-            labels = labels[:, -logits_to_keep:]
-        if self.training and self.config.use_latent_prefix and getattr(self.decoder, "is_activation_checkpointing", False):
-            raise ValueError(
-                "Decoders drop the KV cache (and so the latent prefix) under gradient checkpointing in training; "
-                "disable gradient checkpointing or set `use_latent_prefix=False` in the config."
-            )
-        guided = guidance_latent is not None and latent_guidance_scale != 0
-        if guided:
-            if labels is not None:
-                raise ValueError("Latent guidance is a decoding option; do not pass `labels` with `guidance_latent`.")
+    def _decode(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, latent, use_cache,
+                logits_to_keep, guidance_latent=None, **kwargs):
+        """The decoder's logits and cache under z (latent prefix, embedding add, residual offsets); with a
+        `guidance_latent` every row is decoded twice, under z and then under it (the batch doubled)."""
+        if guidance_latent is not None:
             input_ids, inputs_embeds, attention_mask, position_ids = (
                 None if t is None else torch.cat([t, t]) for t in (input_ids, inputs_embeds, attention_mask, position_ids)
             )
@@ -636,7 +657,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         embeds, mask, positions, cache = self._decoder_inputs(
             input_ids, inputs_embeds, attention_mask, position_ids, cache, latent
         )
-        residual_scale = 1.0 if self.training else config.latent_residual_scale
+        residual_scale = 1.0 if self.training else self.config.latent_residual_scale
         with self.latent_injection.residual_offsets(self.decoder, latent, residual_scale):
             decoder_out = self.decoder(
                 inputs_embeds=embeds,
@@ -647,14 +668,7 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
                 logits_to_keep=logits_to_keep,
                 **kwargs,
             )
-        output.logits = decoder_out.logits
-        if guided:
-            conditional, opposite = decoder_out.logits.chunk(2)
-            output.logits = self._guided_logits(conditional, opposite, latent_guidance_scale, latent_guidance_plausibility)
-        output.cache = decoder_out.cache if use_cache is not False else None
-        if labels is None and attribute_ids is None:
-            return output
-        return self._add_losses(output, labels, kl, attribute_ids, aspect_ids, beta)
+        return decoder_out.logits, (decoder_out.cache if use_cache is not False else None)
 
     def _guided_logits(self, conditional, opposite, scale, plausibility=None):
         """`l(z) + s (l(z) - l(z_away))`; with a plausibility a (default `config.latent_guidance_plausibility`), tokens
@@ -713,12 +727,26 @@ class MiracleForPersonalizedGeneration(PreTrainedModel, GenerationMixin):
         """L_D with batch means; attributes absent from the batch use their last cached mean (detached)."""
         means, present = attribute_means(latent, attribute_ids, len(self.config.attributes))
         if self.training:
-            with torch.no_grad():
-                self.attribute_mean_cache[present] = means[present].detach().to(self.attribute_mean_cache.dtype)
-                self.attribute_mean_seen |= present
+            self._update_attribute_mean_cache(latent, attribute_ids)
         cached = (~present) & self.attribute_mean_seen
         means = torch.where(cached.unsqueeze(-1), self.attribute_mean_cache.to(means.dtype), means)
         return attribute_distance_loss(means, present | cached)
+
+    @torch.no_grad()
+    def _update_attribute_mean_cache(self, latent, attribute_ids) -> None:
+        """Keep each attribute's latest batch mean of z (detached) for L_D on batches without that attribute. In a
+        distributed run the per-attribute sums and counts are first summed over all processes, so every process
+        caches the same means (those of the global batch) and computes L_D against the same cache."""
+        one_hot = F.one_hot(attribute_ids.clamp(min=0), len(self.config.attributes)).to(latent.dtype)
+        one_hot = one_hot * (attribute_ids >= 0).unsqueeze(-1)
+        totals = torch.cat([one_hot.t() @ latent.detach(), one_hot.sum(0).unsqueeze(-1)], dim=-1)
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            torch.distributed.all_reduce(totals)
+        counts = totals[:, -1]
+        present = counts > 0
+        means = totals[:, :-1] / counts.clamp(min=1).unsqueeze(-1)
+        self.attribute_mean_cache[present] = means[present].to(self.attribute_mean_cache.dtype)
+        self.attribute_mean_seen |= present
 
 
 __all__ = ["LatentSample", "MiracleForPersonalizedGeneration", "MiracleGenerateOutput", "MiracleOutput"]

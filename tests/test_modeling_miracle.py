@@ -233,3 +233,33 @@ def test_gradient_checkpointing_with_the_latent_prefix_is_refused(processor):
     embedding_only = make_model("llama", use_latent_prefix=False).train()
     embedding_only.decoder.gradient_checkpointing_enable()
     assert torch.isfinite(embedding_only(**processor(CONVERSATIONS, responses=RESPONSES)).loss)
+
+
+def test_attribute_mean_cache_is_the_same_in_every_process(tmp_path):
+    """Two gloo processes, different batches: L_D's cached attribute means are those of the global batch in both
+    (summed across processes), not each process's own."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    worker = Path(__file__).with_name("distance_cache_worker.py")
+    processes = [subprocess.Popen([sys.executable, str(worker), str(rank), "2", port, str(tmp_path)],
+                                  stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
+    records = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert records[0]["cache"] == records[1]["cache"] and records[0]["seen"] == records[1]["seen"]
+    prior_mu = torch.tensor(records[0]["prior_mu"] + records[1]["prior_mu"])
+    attribute_ids = torch.tensor(records[0]["attribute_ids"] + records[1]["attribute_ids"])
+    cache = torch.tensor(records[0]["cache"])
+    for attribute in (0, 1):
+        expected = prior_mu[attribute_ids == attribute].mean(0)
+        assert torch.allclose(cache[attribute], expected, atol=1e-5)
+    assert records[0]["seen"] == [True, True, False]
+    own = prior_mu[:3][attribute_ids[:3] == 0].mean(0)  # rank 0's own mean differs from the global one
+    assert not torch.allclose(cache[0], own, atol=1e-3)
