@@ -50,8 +50,7 @@ def _train(argv: list[str]) -> int:
 def _read_settings_file(path: str) -> dict:
     """The flags of `miracle train` from a JSON or YAML file."""
     import json
-    
-from .model_path import UsageError, resolve_model
+    from pathlib import Path
 
     text = Path(path).read_text(encoding="utf-8")
     if path.endswith(".json"):

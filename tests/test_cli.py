@@ -21,13 +21,56 @@ def test_generate_prints_responses_and_latent_probabilities(tmp_path, processor,
 
 def test_unknown_command_and_bad_pairs(capsys, tmp_path, processor):
     assert main(["frobnicate"]) == 2
-    assert "commands: train, generate, demo, evaluate, collect" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "unknown command 'frobnicate'; commands: train, generate, demo, evaluate, collect" in captured.err
     make_model("gpt2").save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
-    with pytest.raises(SystemExit, match="attribute=value"):
+    with pytest.raises(SystemExit) as exit_info:
         main(["generate", "Hi?", "--model", str(tmp_path), "--personality", "optimistic"])
-    with pytest.raises(ValueError, match="valid attributes"):
-        main(["generate", "Hi?", "--model", str(tmp_path), "--personality", "humour=dry"])
+    assert exit_info.value.code == 2 and "attribute=value" in capsys.readouterr().err
+    assert main(["generate", "Hi?", "--model", str(tmp_path), "--personality", "humour=dry"]) == 2
+    assert "valid attributes" in capsys.readouterr().err
+
+
+def test_a_mistake_is_one_line_and_status_2_and_debug_shows_the_traceback(tmp_path, processor, capsys, monkeypatch):
+    make_model("gpt2").save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    turn = ["--model", str(tmp_path), "--personality", "attitude=happy", "--max-new-tokens", "2", "Hi?"]
+    assert main(["generate", *turn]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "miracle generate: error:" in err and "'happy'" in err and "optimistic" in err  # what was wrong, what is valid
+    assert "--debug" in err
+    with pytest.raises(ValueError, match="happy"):
+        main(["generate", "--debug", *turn])
+    monkeypatch.setenv("MIRACLE_DEBUG", "1")
+    with pytest.raises(ValueError, match="happy"):
+        main(["generate", *turn])
+    monkeypatch.delenv("MIRACLE_DEBUG")
+    assert main(["generate", "--weight", "attitude=lots", "--model", str(tmp_path), "--personality", "attitude=optimistic", "Hi?"]) == 2
+    assert "attribute=number" in capsys.readouterr().err
+
+
+def test_a_missing_model_folder_is_reported_at_once(tmp_path, capsys, monkeypatch):
+    import time
+
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for value in ("runs/nonexistent", "./mine", str(tmp_path / "gone"), "a/b/c"):
+        started = time.time()
+        assert main(["generate", "--model", value, "hi"]) == 2
+        assert time.time() - started < 5
+        err = capsys.readouterr().err
+        assert f"--model {value}: no such folder" in err and "'default'" in err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["generate", "--model", "someone/some-model", "hi"]) == 2
+    assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
+
+
+def test_default_means_the_packaged_model():
+    from modeling_miracle.commands.model_path import resolve_model
+
+    assert resolve_model("default") is None and resolve_model(None) is None
 
 
 def test_generate_in_the_form_the_help_shows(tmp_path, processor, capsys):
