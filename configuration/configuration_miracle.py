@@ -81,8 +81,8 @@ class MiracleConfig(PreTrainedConfig):
             (paper: 1; 0 starts from the prior mean, nearer the posterior means the decoder was trained on).
         sampler_keep_prior_term (`bool`): keep the prior term of eq. 19 in the ODE's drift.
         sampler_max_distance (`float` or `None`): how far the ODE may move z from its start, in units of the
-            context's prior spread `||sigma||` (the typical distance of a prior sample from its mean); the push
-            outwards fades to 0 at that radius, so z stays where the decoder was trained (None: no bound).
+            context's prior spread `||sigma||` (the typical distance of a prior sample from its mean): the ODE's
+            speed is capped at that radius per unit of time, so z stays where the decoder was trained (None: no bound).
     """
 
     model_type = "miracle"

@@ -172,25 +172,21 @@ class PersonalityODE(torch.nn.Module):
     """dz/dt = -1/2 beta(t) grad_z [-E(P|z)] (eq. 20), optionally with the prior terms of eq. 19; t runs 1 -> 0."""
 
     def __init__(self, heads, personality: Personality, settings: SamplerSettings, prior_mu=None, prior_logvar=None,
-                 start=None, radius=None):
+                 radius=None):
         super().__init__()
         self.heads, self.personality, self.settings = heads, personality, settings
         self.prior_mu, self.prior_logvar = prior_mu, prior_logvar
-        self.start, self.radius = start, radius
+        self.radius = radius
         self.evaluations = 0
 
-    def bounded(self, z: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
-        """`velocity` with its outward part (away from the start) scaled by 1 - (d / radius)^2, 0 from the radius on:
-        z slows down as it nears the edge of the trust region and cannot cross it; moves along or inside stay."""
+    def bounded(self, velocity: torch.Tensor) -> torch.Tensor:
+        """`velocity` with its norm capped at the trust radius per unit of t: over t from 1 to 0, z then travels at
+        most the radius from its start, whatever the weights (a weight of 1e6 only means full speed, so the solver's
+        steps stay as large as for small weights)."""
         if self.radius is None:
             return velocity
-        offset = z - self.start
-        distance = offset.norm(dim=-1, keepdim=True)
-        direction = offset / distance.clamp(min=1e-12)
-        # dz/ds with s = 1 - t (the solver runs t from 1 to 0): the motion is -velocity.
-        outward = (-velocity * direction).sum(-1, keepdim=True).clamp(min=0)
-        keep = (1 - (distance / self.radius.unsqueeze(-1)) ** 2).clamp(min=0)
-        return velocity + (1 - keep) * outward * direction
+        speed = velocity.norm(dim=-1, keepdim=True)
+        return velocity * (self.radius.unsqueeze(-1) / speed.clamp(min=1e-12)).clamp(max=1.0)
 
     def beta(self, t: torch.Tensor) -> torch.Tensor:
         return self.settings.beta_min + t * (self.settings.beta_max - self.settings.beta_min)
@@ -216,7 +212,7 @@ class PersonalityODE(torch.nn.Module):
                 f"The ODE drift became non-finite at t={float(t):.4f}; try a smaller `sampler_beta_max`, tighter "
                 "tolerances, or a fixed-step method with `sampler_step_size`."
             )
-        return self.bounded(z.detach(), -0.5 * self.beta(t) * drift)
+        return self.bounded(-0.5 * self.beta(t) * drift)
 
 
 def solve_personality_ode(heads, start: torch.Tensor, personality: Personality, settings: SamplerSettings,
@@ -231,7 +227,7 @@ def solve_personality_ode(heads, start: torch.Tensor, personality: Personality, 
     if any(p.dtype != torch.float32 for p in heads.parameters()):
         heads = copy.deepcopy(heads).float()
     radius = trust_radius(settings, prior_logvar)
-    ode = PersonalityODE(heads, personality, settings, prior_mu, prior_logvar, start=start.float(), radius=radius)
+    ode = PersonalityODE(heads, personality, settings, prior_mu, prior_logvar, radius=radius)
     times = torch.tensor([1.0, 0.0], device=start.device, dtype=torch.float32)
     try:
         with torch.autocast(start.device.type, enabled=False):
@@ -243,7 +239,7 @@ def solve_personality_ode(heads, start: torch.Tensor, personality: Personality, 
             "`attribute_weights` / `sampler_beta_max` (they make the ODE stiff)."
         ) from error
     latent = trajectory[-1]
-    if radius is not None:  # a fixed-step solver can step past the edge: bring the end point back onto it
+    if radius is not None:  # a solver's step mixes stage speeds with weights summing past 1: back onto the edge
         offset = latent - start.float()
         distance = offset.norm(dim=-1, keepdim=True)
         latent = start.float() + offset * (radius.unsqueeze(-1) / distance.clamp(min=1e-12)).clamp(max=1.0)
