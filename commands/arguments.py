@@ -36,7 +36,7 @@ class ModelArguments:
     train_head_only: bool = field(default=True, metadata={"help": "With --add-attribute: train only the new head on the frozen latent space."})
     miracle_config: str | None = field(default=None, metadata={"help": "JSON of MiracleConfig fields (latent_size, use_distance_loss, ...)."})
     freeze_backbones: bool = field(default=False, metadata={"help": "Freeze encoders and decoder (train MIRACLE layers, and LoRA if on)."})
-    lora: bool | None = field(default=None, metadata={"help": "LoRA adapters on the decoder; MIRACLE layers fully trained (~1 % of the default model's parameters). Default: on when --from_model was trained with LoRA (the shipped model was), else off."})
+    lora: bool | None = field(default=None, metadata={"nargs": "?", "const": True, "help": "LoRA adapters on the decoder; MIRACLE layers fully trained (~1 %% of the default model's parameters). Default: on when --from_model was trained with LoRA (the shipped model was), else off."})
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05

@@ -130,3 +130,42 @@ def test_help_generate_and_demo_do_not_import_the_trainer_stack(tmp_path, proces
     assert "after help: []" in result.stdout
     assert "after generate: []" in result.stdout
     assert "after demo: []" in result.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["generate", "--help"], ["demo", "--help"], ["evaluate", "--help"],
+                                  ["generate"], ["generate", "--personality", "optimistic", "Hi?"], ["frobnicate"]])
+def test_help_and_argument_errors_load_neither_torch_nor_transformers(argv, tmp_path):
+    """`miracle --help` took 6 s (torch and transformers imported by the package); started as the `miracle`
+    console script, the package loads them only when a command needs the model."""
+    script = (
+        "import sys\n"
+        "sys.argv[0] = 'miracle'\n"
+        "from modeling_miracle.commands.cli import main\n"
+        "try:\n"
+        f"    status = main({argv!r})\n"
+        "except SystemExit as exit:\n"
+        "    status = exit.code\n"
+        "print('status', status, 'loaded', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert "loaded []" in result.stdout, result.stdout + result.stderr[-2000:]
+    status = 0 if "--help" in argv else 2
+    assert f"status {status} " in result.stdout
+    if status:
+        assert "Traceback" not in result.stderr and result.stderr.strip()
+
+
+def test_the_cli_loads_the_package_when_a_command_needs_the_model(tmp_path, processor):
+    make_model("gpt2").save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    script = (
+        "import sys\n"
+        "sys.argv[0] = 'miracle'\n"
+        "from modeling_miracle.commands.cli import main\n"
+        f"assert main(['generate', '--model', {str(tmp_path)!r}, '--max-new-tokens', '2', 'Hi?']) == 0\n"
+        "from transformers import AutoConfig\n"
+        "print('registered', AutoConfig.for_model('miracle').__class__.__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "registered MiracleConfig" in result.stdout
