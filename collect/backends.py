@@ -61,6 +61,10 @@ def _is_transport_error(error: BaseException) -> bool:
     return any(c.__name__ in ("TransportError", "TimeoutError", "ConnectionError") for c in type(error).__mro__)
 
 
+def _is_timeout(error: BaseException) -> bool:
+    return isinstance(error, TimeoutError) or any("Timeout" in c.__name__ for c in type(error).__mro__)
+
+
 class OpenAICompatibleBackend(ChatBackend):
     """A chat-completions server at `base_url` (e.g. `http://localhost:8080/v1`, `https://api.openai.com/v1`).
 
@@ -81,6 +85,14 @@ class OpenAICompatibleBackend(ChatBackend):
         self.sampling = sampling or SamplingSettings()
         self.max_concurrency, self.timeout = concurrency, timeout
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
+        offline = next((name for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+                        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")), None)
+        if offline:
+            # huggingface_hub's client refuses every request in offline mode, even to a server on this machine.
+            raise FatalBackendError(
+                f"{offline} is set, and in offline mode the chat client refuses every request (even to {base_url}). "
+                f"Run this command with {offline}=0 (e.g. `{offline}=0 miracle collect ...`), or use `--backend local`."
+            )
         api_key = os.environ.get(api_key_env) if api_key_env else None
         self._has_key = bool(api_key)
         # Without a key, "EMPTY" (what local OpenAI-compatible servers expect from the OpenAI client) rather than None:
@@ -89,6 +101,7 @@ class OpenAICompatibleBackend(ChatBackend):
         self._lock = threading.Lock()
         self.retries: Counter = Counter()  # reason ("HTTP 429", "timeout", "connection") -> retries made
         self.requests_sent = 0
+        self.answered = False  # has the server answered a request yet? Until it has, a failed connection stops the run
         self._jitter = random.Random(0)
 
     def _count(self, retry_reason: str | None = None) -> None:
@@ -116,6 +129,7 @@ class OpenAICompatibleBackend(ChatBackend):
                     messages, model=self.model, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
                     seed=seed, extra_body=s.extra or None,
                 )
+                self.answered = True
                 return output.choices[0].message.content or ""
             except Exception as error:  # noqa: BLE001 - sorted below into retry / fail / stop
                 status = _status(error)
@@ -130,9 +144,16 @@ class OpenAICompatibleBackend(ChatBackend):
                     raise RequestFailed(f"HTTP {status}: {error}") from None
                 if status is None and not _is_transport_error(error):
                     raise RequestFailed(f"{type(error).__name__}: {error}") from None
-                reason = f"HTTP {status}" if status is not None else ("timeout" if isinstance(error, TimeoutError) else "connection")
+                reason = f"HTTP {status}" if status is not None else ("timeout" if _is_timeout(error) else "connection")
+                if reason == "connection" and not self.answered:
+                    raise FatalBackendError(
+                        f"cannot connect to {self.base_url} ({type(error).__name__}: {error}). Check that the server "
+                        "is running and listening there, and --base-url (it should end where /chat/completions is "
+                        "appended, e.g. http://localhost:8080/v1)."
+                    ) from None
                 if attempt == self.max_retries:
-                    raise RequestFailed(f"{reason} after {self.max_retries} retries") from None
+                    raise RequestFailed(f"{reason} after {self.max_retries} retries to {self.base_url}: "
+                                        f"{type(error).__name__}: {error}") from None
                 self._count(reason)
                 time.sleep(self._delay(attempt, error))
         raise AssertionError("unreachable")

@@ -24,7 +24,7 @@ class CollectConfig:
     max_requests: int | None = field(default=None, metadata={"help": "Send at most this many new requests in this run (retries not counted); rerun to continue."})
     seed: int = field(default=0, metadata={"help": "Seed of the choice of topics, wordings and examples (and of each request)."})
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.05, 0.05, 0.1], metadata={"help": "Shares of train, validation, test and heldout (dialogues for a scorer)."})
-    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar (--no_progress: no bar)."})
 
     def __post_init__(self):
         if self.mode not in MODES:

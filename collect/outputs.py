@@ -50,6 +50,7 @@ class CollectReport:
     files: list[str] = field(default_factory=list)
     retries: dict = field(default_factory=dict)
     requests_this_run: int = 0
+    failed_this_run: int = 0
     stopped: str | None = None  # why the run stopped early (a fatal backend error)
 
     def table(self) -> str:
@@ -195,6 +196,8 @@ def train_command(output_dir: Path, spec: CollectionSpec, report: CollectReport)
     """A `miracle train` command line for the collected files."""
     files = lambda split: " ".join(f"{a}={output_dir / f'dialogue_{a}.{split}.jsonl'}" for a in spec.attributes
                                    if report.splits.get(a, {}).get(split))
+    if not files("train"):
+        return "(no dialogues were kept, so there is nothing to train on yet: collect more, then rerun to rebuild this card)"
     command = (f"miracle train --encoder default --decoder default --attributes '{json.dumps(spec.attributes)}' \\\n"
                f"  --data_files {files('train')} \\\n")
     if files("validation"):

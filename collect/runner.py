@@ -51,6 +51,7 @@ def _send(items: list[WorkItem], backend: ChatBackend, ledger: Ledger, failures:
                     reply = future.result()
                 except RequestFailed as error:
                     failed += 1
+                    report.failed_this_run += 1
                     failures.append({"key": item.key, "topic": item.topic, "error": str(error)})
                     progress.write(f"{item.key}: request failed ({error}); it is retried on the next run.")
                 except FatalBackendError as error:

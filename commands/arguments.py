@@ -30,13 +30,13 @@ class ModelArguments:
     encoder: str | None = field(default=None, metadata={"help": "Encoder backbone (path/Hub id; 'default' = packaged all-MiniLM-L6-v2; paper: bert-base-uncased)."})
     decoder: str | None = field(default=None, metadata={"help": "Decoder backbone (path/Hub id; 'default' = packaged SmolLM2-135M-Instruct; paper: microsoft/DialoGPT-medium)."})
     decoder_gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside --decoder, if it is a GGUF folder."})
-    from_model: str | None = field(default=None, metadata={"help": "Continue from a saved MIRACLE model (folder or Hub id) instead of backbones."})
+    from_model: str | None = field(default=None, metadata={"help": "Continue from a saved MIRACLE model (folder, Hub id, or 'default' = the shipped model) instead of backbones."})
     attributes: str | None = field(default=None, metadata={"help": "JSON attribute -> aspects mapping for a new model (default: the paper's three)."})
     add_attribute: str | None = field(default=None, metadata={"help": "Add an attribute to --from-model: 'name=aspect0,aspect1'."})
     train_head_only: bool = field(default=True, metadata={"help": "With --add-attribute: train only the new head on the frozen latent space."})
     miracle_config: str | None = field(default=None, metadata={"help": "JSON of MiracleConfig fields (latent_size, use_distance_loss, ...)."})
     freeze_backbones: bool = field(default=False, metadata={"help": "Freeze encoders and decoder (train MIRACLE layers, and LoRA if on)."})
-    lora: bool = field(default=False, metadata={"help": "LoRA adapters on the decoder; MIRACLE layers fully trained."})
+    lora: bool | None = field(default=None, metadata={"nargs": "?", "const": True, "help": "LoRA adapters on the decoder; MIRACLE layers fully trained (~1 %% of the default model's parameters). Default: on when --from_model was trained with LoRA (the shipped model was), else off."})
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05

@@ -1,6 +1,7 @@
 """The `miracle` command-line program.
 
-    miracle train --encoder default --decoder default --output-dir runs/mine --max-steps 200
+    miracle train --encoder default --decoder default --lora --freeze_backbones --output-dir runs/mine --max-steps 200
+    miracle train --from_model default --output-dir runs/more --max-steps 100   # continue the shipped model (LoRA)
     miracle train config.yaml                       # the same flags from a JSON/YAML file
     miracle train --from-model runs/mine --add-attribute humour=dry,playful --data-files humour=humour.jsonl ...
     miracle generate --personality attitude=optimistic "What do you do on weekends?"
@@ -11,12 +12,20 @@
     miracle web                                     # the Gradio demo in your browser
 
 `miracle train` runs unchanged under `accelerate launch` (e.g. `accelerate launch -m modeling_miracle.commands.cli train ...`).
+`--lora --freeze_backbones` trains ~1 % of the default model's parameters (a laptop can); without them all 190.7 M
+parameters train (7 GB of memory). A mistake prints one line and exits with status 2; add `--debug` (or set
+MIRACLE_DEBUG=1) to see the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from dataclasses import dataclass
+from importlib import import_module
+
+from .model_path import UsageError, resolve_model
 
 
 def _train(argv: list[str]) -> int:
@@ -53,7 +62,7 @@ def _read_settings_file(path: str) -> dict:
 
         settings = yaml.safe_load(text)
     if not isinstance(settings, dict):
-        raise SystemExit(f"{path} must hold a mapping of `miracle train` flags to values.")
+        raise UsageError(f"{path} must hold a mapping of `miracle train` flags to values.")
     return settings
 
 
@@ -62,9 +71,18 @@ def _key_values(pairs: list[str], what: str, cast=str) -> dict:
 
     out = {}
     for pair in pairs or []:
-        key, value = split_pair(pair, f"--{what}", "attribute=value", error=SystemExit)
+        key, value = split_pair(pair, f"--{what}", "attribute=value", error=UsageError)
         out[key] = cast(value)
     return out
+
+
+def _number(flag: str):
+    def cast(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise UsageError(f"{flag} takes attribute=number pairs (e.g. {flag} attitude=2); got {text!r}.") from None
+    return cast
 
 
 PAIR_FLAGS = ("--personality", "--weight")
@@ -95,12 +113,12 @@ def _one_pair_per_flag(argv: list[str]) -> list[str]:
             i += 1
         if i == start:
             found = repr(argv[i]) if i < len(argv) else "nothing"
-            raise SystemExit(f"{token} takes attribute=value pairs (e.g. {token} attitude=optimistic); got {found}.")
+            raise UsageError(f"{token} takes attribute=value pairs (e.g. {token} attitude=optimistic); got {found}.")
     return out
 
 
 def _add_generation_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="A saved MIRACLE model folder or Hub id (default: the packaged default model).")
+    parser.add_argument("--model", default=None, help="A saved MIRACLE model folder or Hub id (default / 'default': the packaged default model).")
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--no-ebm", action="store_true", help="Skip EBM sampling (the paper's 'w/o EBM').")
     parser.add_argument("--seed", type=int, default=0)
@@ -130,15 +148,22 @@ def _generate(argv: list[str]) -> int:
     parser.add_argument("--num-return-sequences", type=int, default=1)
     parser.add_argument("--do-sample", action="store_true")
     _add_generation_flags(parser)
-    args = parser.parse_args(_one_pair_per_flag(argv))
+    try:
+        argv = _one_pair_per_flag(argv)
+    except UsageError as error:
+        parser.error(str(error))
+    args = parser.parse_args(argv)
     import torch
     import transformers
     from transformers import pipeline
 
     from .. import load_model_and_processor
 
-    print(f"Loading {args.model or 'the packaged default model'} ...", file=sys.stderr, flush=True)
-    model, processor = load_model_and_processor(args.model)
+    model_path = resolve_model(args.model)
+    personality = _key_values(args.personality, "personality") or None
+    weights = _key_values(args.weight, "weight", _number("--weight")) or None
+    print(f"Loading {model_path or 'the packaged default model'} ...", file=sys.stderr, flush=True)
+    model, processor = load_model_and_processor(model_path)
     chat = pipeline("personalized-dialogue", model=model, processor=processor)
     torch.manual_seed(args.seed)
     # One reply is printed as it is written; several come together at the end.
@@ -146,8 +171,8 @@ def _generate(argv: list[str]) -> int:
         if args.num_return_sequences == 1 else None
     outputs = chat(
         args.turns,
-        personality=_key_values(args.personality, "personality") or None,
-        attribute_weights=_key_values(args.weight, "weight", float) or None,
+        personality=personality,
+        attribute_weights=weights,
         **generation_options(args),
         num_return_sequences=args.num_return_sequences,
         do_sample=args.do_sample,
@@ -169,45 +194,78 @@ def _demo(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from .demo import run_demo
 
-    run_demo(args.model, args.contexts, seed=args.seed, **generation_options(args))
+    run_demo(resolve_model(args.model), args.contexts, seed=args.seed, **generation_options(args))
     return 0
 
 
-def _evaluate(argv: list[str]) -> int:
-    from .evaluate import main as evaluate_main
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: one line of help, and its `run(argv) -> exit status`, either a function or "module:function"
+    under `modeling_miracle.commands` (imported only when the subcommand runs, so `miracle --help` stays fast)."""
 
-    return evaluate_main(argv)
+    summary: str
+    run: object
 
-
-def _collect(argv: list[str]) -> int:
-    from .collect import main as collect_main
-
-    return collect_main(argv)
-
-
-def _serve(argv: list[str]) -> int:
-    from .serve import main as serve_main
-
-    return serve_main(argv)
+    def __call__(self, argv: list[str]) -> int:
+        run = self.run
+        if isinstance(run, str):
+            module, _, function = run.partition(":")
+            run = getattr(import_module(f"{__package__}.{module}"), function)
+        return run(argv)
 
 
-def _web(argv: list[str]) -> int:
-    from .web import main as web_main
+# Add a subcommand here: name -> Command(summary, "module:function").
+COMMANDS = {
+    "train": Command("train or continue a MIRACLE model (Trainer flags after MIRACLE's)", _train),
+    "generate": Command("personalized replies to your own conversation", _generate),
+    "demo": Command("all 8 personalities on corpus test contexts", _demo),
+    "evaluate": Command("the paper's metrics on a test file (tables 1 and 4)", "evaluate:main"),
+    "collect": Command("collect single-aspect dialogues with any chat LLM", "collect:main"),
+    "serve": Command("an OpenAI-compatible chat-completions server (batched, streaming)", "serve:main"),
+    "web": Command("a Gradio web demo with a control per attribute", "web:main"),
+}
 
-    return web_main(argv)
+DEBUG_FLAG, DEBUG_VARIABLE = "--debug", "MIRACLE_DEBUG"
+# Mistakes a user can make (a bad value, a missing or used folder, an unreachable server): one line, status 2.
+USER_ERRORS = (ValueError, OSError, UsageError)
 
 
-COMMANDS = {"train": _train, "generate": _generate, "demo": _demo, "evaluate": _evaluate, "collect": _collect,
-            "serve": _serve, "web": _web}
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    return "\n".join([__doc__.rstrip(), "", "commands:",
+                      *(f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()),
+                      "", "Run `miracle <command> --help` for a command's options."])
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    before_turns = argv.index("--") if "--" in argv else len(argv)
+    debug = DEBUG_FLAG in argv[:before_turns] or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    argv = [a for i, a in enumerate(argv) if not (a == DEBUG_FLAG and i < before_turns)]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(__doc__)
-        print(f"commands: {', '.join(COMMANDS)}")
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+        print(_usage())
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nmiracle: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+            return 2
+        return 0
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        print(f"miracle {argv[0]}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"(add {DEBUG_FLAG} or set {DEBUG_VARIABLE}=1 for the traceback)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"miracle {argv[0]}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        text = str(error.args[0])
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -53,5 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     print(report.drop_table())
     if report.retries:
         print(f"\nRetries: {report.retries}")
-    print(f"\nWrote {', '.join(report.files)} and README.md (data card) to {config.output_dir}")
+    if report.files:
+        print(f"\nWrote {', '.join(report.files)} and README.md (data card) to {config.output_dir}")
+    else:
+        print(f"\nNo dialogues were kept: no data files written; README.md (data card) in {config.output_dir}")
+    if report.requests_this_run and report.failed_this_run == report.requests_this_run:
+        print(f"miracle collect: every request of this run failed ({report.failed_this_run}); see "
+              f"{config.output_dir}/failures.jsonl for the errors.", file=sys.stderr)
+        return 1
     return 0

@@ -15,20 +15,39 @@ import os
 import time
 from pathlib import Path
 
+import sys
+
 from ..corpus import CORPUS_DIR
-from ..evaluation.scorers import SequenceScorer
-from ..evaluation.suite import ensure_scorers, evaluation_examples, generate_responses, markdown_table, score
 from .arguments import split_pair
+from .model_path import resolve_model
 
 
 def run_evaluation(args) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .. import load_model_and_processor
+    from ..evaluation.scorers import SequenceScorer
+    from ..evaluation.suite import (ensure_scorers, evaluation_examples, generate_responses, markdown_table,
+                                    missing_scorer_data, score, scorers_to_train)
 
-    model, processor = load_model_and_processor(args.model)
+    for path in args.test_file:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--test-file {path}: no such file.")
+    model_path = resolve_model(args.model)
+    for spec in args.ablation:
+        resolve_model(split_pair(spec, "--ablation", "name=path")[1], "--ablation")
+    model, processor = load_model_and_processor(model_path)
     attributes = model.config.attributes
+    missing = missing_scorer_data(args.scorers, attributes, args.scorer_data)
+    if missing:
+        raise FileNotFoundError("miracle evaluate scores each of the model's attributes with a text classifier; "
+                                + "; ".join(missing) + ".")
     examples = evaluation_examples(args.test_file, attributes, args.max_examples)
+    to_train = scorers_to_train(args.scorers, attributes)
+    if to_train:
+        print(f"First use of {args.scorers}: training the scorers {', '.join(to_train)} before evaluating. This runs "
+              "once (they are saved there and reused) and takes minutes on a CPU; each shows a progress bar.",
+              file=sys.stderr, flush=True)
     scorer_paths = ensure_scorers(args.scorers, attributes, args.scorer_backbone, args.scorer_epochs, args.scorer_data)
     scorers = {name: SequenceScorer(path) for name, path in scorer_paths.items()}
     if args.fluency_lm is None:
@@ -43,7 +62,7 @@ def run_evaluation(args) -> dict:
         systems.append(("w/o EBM", model, processor, False))
     for spec in args.ablation:
         name, path = split_pair(spec, "--ablation", "name=path")
-        ablated, ablated_processor = load_model_and_processor(path)
+        ablated, ablated_processor = load_model_and_processor(resolve_model(path, "--ablation"))
         systems.append((name, ablated, ablated_processor, True))
     rows, samples, started = {}, {}, time.time()
     for name, system, system_processor, use_ebm in systems:
@@ -52,7 +71,7 @@ def run_evaluation(args) -> dict:
         samples[name] = [{"context": e["context"], "personality": e["personality"], "response": r}
                          for e, r in list(zip(examples, responses))[:16]]
     settings = {
-        "model": args.model or "default", "test_file": args.test_file, "examples": len(examples),
+        "model": model_path or "default", "test_file": args.test_file, "examples": len(examples),
         "max_new_tokens": args.max_new_tokens, "decoding": "greedy", "seed": args.seed, "scorers": scorer_paths,
         "fluency_lm": args.fluency_lm, "minutes": round((time.time() - started) / 60, 1),
     }

@@ -11,6 +11,7 @@ from transformers.training_args import ParallelMode
 from .arguments import DataArguments, ModelArguments, RunArguments
 from ..adapter_folders import backbones_reference, miracle_reference, write_adapter_folder_config
 from ..training.adapter_checkpoints import AdapterFolderCallback
+from .model_path import resolve_model
 from ..training.collator import MiracleDataCollator
 from ..training.data import AUTHORS_HUB_DATASET, AUTHORS_HUB_FILES, LoadReport, corpus_files, load_miracle_dataset
 from ..training.new_attribute import prepare_new_attribute
@@ -36,8 +37,14 @@ def build_model_and_processor(model_args: ModelArguments):
     limits = dict(max_encoder_length=model_args.max_encoder_length, max_prompt_length=model_args.max_prompt_length,
                   max_response_length=model_args.max_response_length)
     if model_args.from_model:
-        model = MiracleForPersonalizedGeneration.from_pretrained(model_args.from_model)
-        processor = MiracleProcessor.from_pretrained(model_args.from_model, **limits)
+        source = resolve_model(model_args.from_model, "--from_model")
+        if source is None or is_default_model_parts(source):
+            from ..default_model import default_processor, load_default_model
+
+            model, _ = load_default_model(source)
+            return model.train().requires_grad_(True), default_processor(**limits)
+        model = MiracleForPersonalizedGeneration.from_pretrained(source)
+        processor = MiracleProcessor.from_pretrained(source, **limits)
         return model, processor
     encoder = _backbone(model_args.encoder, "encoder")
     decoder = _backbone(model_args.decoder, "decoder")
@@ -56,6 +63,43 @@ def base_model_source(model_args: ModelArguments) -> dict:
     if model_args.from_model:
         return miracle_reference(model_args.from_model)
     return backbones_reference(model_args.encoder, model_args.decoder, model_args.decoder_gguf_file)
+
+def is_default_model_parts(folder: str) -> bool:
+    """A folder of default-model parts (LoRA adapter + `miracle_settings.json`, like the shipped model)."""
+    return os.path.isfile(os.path.join(folder, "adapter_model.safetensors"))
+
+
+def lora_of_saved_model(from_model: str | None) -> dict | None:
+    """The LoRA settings a saved model was trained with (its `adapter/` folder, or the shipped model's), else None."""
+    import json
+
+    source = resolve_model(from_model, "--from_model") if from_model else None
+    if from_model is None:
+        return None
+    if source is None:
+        from ..default_model import DEFAULT_MODEL_DIR
+
+        source = str(DEFAULT_MODEL_DIR)
+    for folder in (source, os.path.join(source, "adapter")):
+        config_file = os.path.join(folder, "adapter_config.json")
+        if os.path.isfile(config_file):
+            with open(config_file, encoding="utf-8") as handle:
+                config = json.load(handle)
+            return {"r": config.get("r"), "lora_alpha": config.get("lora_alpha"), "lora_dropout": config.get("lora_dropout")}
+    return None
+
+
+def resolve_lora(model_args: ModelArguments) -> None:
+    """`--lora` not given: on (with the saved adapter's r / alpha / dropout) when `--from_model` was trained with LoRA,
+    so a LoRA model continues as LoRA instead of training (and saving) every parameter; off otherwise."""
+    if model_args.lora is not None:
+        return
+    saved = lora_of_saved_model(model_args.from_model)
+    model_args.lora = saved is not None
+    if saved:
+        model_args.lora_r = saved["r"] or model_args.lora_r
+        model_args.lora_alpha = saved["lora_alpha"] or model_args.lora_alpha
+        model_args.lora_dropout = model_args.lora_dropout if saved["lora_dropout"] is None else saved["lora_dropout"]
 
 
 def data_files_for(data_args: DataArguments, attributes: dict) -> dict:
@@ -82,7 +126,7 @@ def check_model_flags(model_args: ModelArguments) -> None:
     model_args.miracle_config_kwargs()  # checks its keys
 
 
-def describe_model(model_args: ModelArguments, model, new_attribute, use_lora: bool) -> list[str]:
+def describe_model(model_args: ModelArguments, model, new_attribute, use_lora: bool, lora_given: bool = True) -> list[str]:
     """Summary lines on the model of a run (see `TrainingSummaryCallback`)."""
     config = model.config
     if model_args.from_model:
@@ -100,7 +144,8 @@ def describe_model(model_args: ModelArguments, model, new_attribute, use_lora: b
         lines.append("  backbones frozen: MIRACLE's own layers train")
     if use_lora:
         lines.append(f"  LoRA: r={model_args.lora_r}, alpha={model_args.lora_alpha} on the decoder"
-                     + (" and the encoders" if model_args.lora_encoders else ""))
+                     + (" and the encoders" if model_args.lora_encoders else "")
+                     + ("" if lora_given else " (as the saved model was trained; --lora false trains every parameter)"))
     return lines
 
 
@@ -143,6 +188,8 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
     """
     run_args = run_args or RunArguments()
     check_model_flags(model_args)
+    lora_was_given = model_args.lora is not None
+    resolve_lora(model_args)
     check_launch(training_args)
     if training_args.process_index == 0:
         resume = prepare_output_dir(training_args.output_dir, training_args.resume_from_checkpoint,
@@ -184,7 +231,7 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         data_description=f"{report.dialogues} dialogues ({report.examples} examples) from {files}"
         + (f" in {data_args.hub_dataset}" if data_args.hub_dataset else ""),
         datasets=[data_args.hub_dataset] if data_args.hub_dataset else None,
-        callbacks=[TrainingSummaryCallback(describe_model(model_args, model, new_attribute, use_lora) + data_lines)]
+        callbacks=[TrainingSummaryCallback(describe_model(model_args, model, new_attribute, use_lora, lora_was_given) + data_lines)]
         + ([AdapterFolderCallback(base_model_source(model_args))] if use_lora else []),
     )
     if use_lora and trainer.is_fsdp_enabled:

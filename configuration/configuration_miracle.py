@@ -90,6 +90,9 @@ class MiracleConfig(PreTrainedConfig):
             (a LoRA run's `checkpoint-N`, the default model): where the rest of the weights come from, either
             `{"encoder": ..., "decoder": ...[, "decoder_gguf_file": ...]}` (a name or path each; `"default"` = the
             packaged offline backbone) or `{"miracle": <saved MIRACLE model>}`. None for ordinary full folders.
+        sampler_max_distance (`float` or `None`): how far the ODE may move z from its start, in units of the
+            context's prior spread `||sigma||` (the typical distance of a prior sample from its mean): the ODE's
+            speed is capped at that radius per unit of time, so z stays where the decoder was trained (None: no bound).
     """
 
     model_type = "miracle"
@@ -135,6 +138,7 @@ class MiracleConfig(PreTrainedConfig):
     sampler_keep_prior_term: bool = False
     sampler_start_scale: float = 1.0
     base_model_source: dict | None = None
+    sampler_max_distance: float | None = 0.5
     pad_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
     bos_token_id: int | None = None
@@ -226,6 +230,8 @@ class MiracleConfig(PreTrainedConfig):
                 "no step could ever meet the tolerance. Give one of them a value > 0 (default 1e-3), or use a "
                 f"fixed-step method ({', '.join(FIXED_STEP_METHODS)}) with `sampler_step_size`."
             )
+        if self.sampler_max_distance is not None and not (math.isfinite(self.sampler_max_distance) and self.sampler_max_distance > 0):
+            raise ValueError(f"`sampler_max_distance` must be a finite number > 0 or None (no bound); got {self.sampler_max_distance!r}.")
         if self.sampler_step_size is not None and not self.sampler_step_size > 0:
             raise ValueError(f"`sampler_step_size` must be > 0 or None; got {self.sampler_step_size}.")
         if self.sampler_max_steps is not None and self.sampler_max_steps < 1:

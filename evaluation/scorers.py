@@ -94,7 +94,7 @@ def train_sequence_classifier(
     validation = datasets.Dataset.from_list(validation_rows).map(encode, batched=True)
     args = TrainingArguments(
         output_dir=output_dir, num_train_epochs=epochs, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=64, save_strategy="no", report_to=[], seed=seed, logging_steps=20, disable_tqdm=True,
+        per_device_eval_batch_size=64, save_strategy="no", report_to=[], seed=seed, logging_steps=20, disable_tqdm=False,
     )
     args.dataloader_pin_memory = args.device.type != "cpu"  # pinning without an accelerator only warns
 

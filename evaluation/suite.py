@@ -18,12 +18,10 @@ COLUMNS = ["Avg.", "BLEU", "Rouge", "NLI", "PPL", "Distinct", "sBLEU"]
 
 def evaluation_examples(test_files: str | list[str], attributes: dict[str, list[str]], max_examples: int | None = None) -> list[dict]:
     """One example per assistant turn: messages, reference response, target personality; interleaved by personality."""
-    combos = all_personalities(attributes)
     by_personality: dict[tuple, list[dict]] = {}
     for test_file in [test_files] if isinstance(test_files, (str, Path)) else test_files:
         for row in read_jsonl(test_file):
-            tags = row.get("tags")
-            targets = [{a: attributes[a][tags[a]] for a in attributes}] if tags else combos
+            targets = row_targets(row.get("tags") or {}, attributes)
             for k, turn in enumerate(dialogue_examples({**row, "aspect_id": -1}, attribute_id=-1)):
                 for personality in targets:
                     by_personality.setdefault(tuple(personality.values()), []).append({
@@ -33,6 +31,32 @@ def evaluation_examples(test_files: str | list[str], attributes: dict[str, list[
     queues = list(by_personality.values())
     interleaved = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
     return interleaved[:max_examples]
+
+
+def row_targets(tags: dict[str, int], attributes: dict[str, list[str]]) -> list[dict[str, str]]:
+    """The target personalities of a test row: its tagged aspects, and every aspect of the model's attributes it has
+    no tag for (a model with an attribute of its own, e.g. humour, on the corpus's three-attribute test set)."""
+    choices = {a: [aspects[tags[a]]] if a in tags else aspects for a, aspects in attributes.items()}
+    return all_personalities(choices)
+
+
+def missing_scorer_data(scorer_dir: str, attributes: dict[str, list[str]], data_dir: str | Path = CORPUS_DIR) -> list[str]:
+    """What `ensure_scorers` would need and cannot find, one line per attribute (empty: all scorers can be had)."""
+    data_dir = Path(data_dir)
+    missing = []
+    for attribute in attributes:
+        if os.path.isfile(os.path.join(scorer_dir, attribute, "config.json")):
+            continue
+        if not (data_dir / f"text_{attribute}.train.jsonl").is_file():
+            missing.append(f"{attribute!r}: no trained scorer in {os.path.join(scorer_dir, attribute)} and no "
+                           f"text_{attribute}.train.jsonl / .validation.jsonl in {data_dir} to train one (give the folder "
+                           f"with --scorer-data; `miracle collect` writes these files)")
+    return missing
+
+
+def scorers_to_train(scorer_dir: str, attributes) -> list[str]:
+    """The scorers (attributes, and "nli") not yet in `scorer_dir`."""
+    return [name for name in [*attributes, "nli"] if not os.path.isfile(os.path.join(scorer_dir, name, "config.json"))]
 
 
 def generate_responses(model, processor, examples, use_ebm=True, batch_size=16, max_new_tokens=40, seed=0) -> list[str]:

@@ -21,13 +21,56 @@ def test_generate_prints_responses_and_latent_probabilities(tmp_path, processor,
 
 def test_unknown_command_and_bad_pairs(capsys, tmp_path, processor):
     assert main(["frobnicate"]) == 2
-    assert "commands: train, generate, demo, evaluate, collect, serve, web" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "unknown command 'frobnicate'; commands: train, generate, demo, evaluate, collect, serve, web" in captured.err
     make_model("gpt2").save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
-    with pytest.raises(SystemExit, match="attribute=value"):
+    with pytest.raises(SystemExit) as exit_info:
         main(["generate", "Hi?", "--model", str(tmp_path), "--personality", "optimistic"])
-    with pytest.raises(ValueError, match="valid attributes"):
-        main(["generate", "Hi?", "--model", str(tmp_path), "--personality", "humour=dry"])
+    assert exit_info.value.code == 2 and "attribute=value" in capsys.readouterr().err
+    assert main(["generate", "Hi?", "--model", str(tmp_path), "--personality", "humour=dry"]) == 2
+    assert "valid attributes" in capsys.readouterr().err
+
+
+def test_a_mistake_is_one_line_and_status_2_and_debug_shows_the_traceback(tmp_path, processor, capsys, monkeypatch):
+    make_model("gpt2").save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    turn = ["--model", str(tmp_path), "--personality", "attitude=happy", "--max-new-tokens", "2", "Hi?"]
+    assert main(["generate", *turn]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "miracle generate: error:" in err and "'happy'" in err and "optimistic" in err  # what was wrong, what is valid
+    assert "--debug" in err
+    with pytest.raises(ValueError, match="happy"):
+        main(["generate", "--debug", *turn])
+    monkeypatch.setenv("MIRACLE_DEBUG", "1")
+    with pytest.raises(ValueError, match="happy"):
+        main(["generate", *turn])
+    monkeypatch.delenv("MIRACLE_DEBUG")
+    assert main(["generate", "--weight", "attitude=lots", "--model", str(tmp_path), "--personality", "attitude=optimistic", "Hi?"]) == 2
+    assert "attribute=number" in capsys.readouterr().err
+
+
+def test_a_missing_model_folder_is_reported_at_once(tmp_path, capsys, monkeypatch):
+    import time
+
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for value in ("runs/nonexistent", "./mine", str(tmp_path / "gone"), "a/b/c"):
+        started = time.time()
+        assert main(["generate", "--model", value, "hi"]) == 2
+        assert time.time() - started < 5
+        err = capsys.readouterr().err
+        assert f"--model {value}: no such folder" in err and "'default'" in err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["generate", "--model", "someone/some-model", "hi"]) == 2
+    assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
+
+
+def test_default_means_the_packaged_model():
+    from modeling_miracle.commands.model_path import resolve_model
+
+    assert resolve_model("default") is None and resolve_model(None) is None
 
 
 def test_generate_in_the_form_the_help_shows(tmp_path, processor, capsys):
@@ -87,3 +130,42 @@ def test_help_generate_and_demo_do_not_import_the_trainer_stack(tmp_path, proces
     assert "after help: []" in result.stdout
     assert "after generate: []" in result.stdout
     assert "after demo: []" in result.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["generate", "--help"], ["demo", "--help"], ["evaluate", "--help"],
+                                  ["generate"], ["generate", "--personality", "optimistic", "Hi?"], ["frobnicate"]])
+def test_help_and_argument_errors_load_neither_torch_nor_transformers(argv, tmp_path):
+    """`miracle --help` took 6 s (torch and transformers imported by the package); started as the `miracle`
+    console script, the package loads them only when a command needs the model."""
+    script = (
+        "import sys\n"
+        "sys.argv[0] = 'miracle'\n"
+        "from modeling_miracle.commands.cli import main\n"
+        "try:\n"
+        f"    status = main({argv!r})\n"
+        "except SystemExit as exit:\n"
+        "    status = exit.code\n"
+        "print('status', status, 'loaded', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert "loaded []" in result.stdout, result.stdout + result.stderr[-2000:]
+    status = 0 if "--help" in argv else 2
+    assert f"status {status} " in result.stdout
+    if status:
+        assert "Traceback" not in result.stderr and result.stderr.strip()
+
+
+def test_the_cli_loads_the_package_when_a_command_needs_the_model(tmp_path, processor):
+    make_model("gpt2").save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    script = (
+        "import sys\n"
+        "sys.argv[0] = 'miracle'\n"
+        "from modeling_miracle.commands.cli import main\n"
+        f"assert main(['generate', '--model', {str(tmp_path)!r}, '--max-new-tokens', '2', 'Hi?']) == 0\n"
+        "from transformers import AutoConfig\n"
+        "print('registered', AutoConfig.for_model('miracle').__class__.__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "registered MiracleConfig" in result.stdout

@@ -37,14 +37,47 @@ def test_client_errors_fail_or_stop_without_retrying(chat_server):
     assert chat_server.count() == 3
 
 
-def test_connection_errors_are_retried_then_fail():
+def _free_port() -> int:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    backend = OpenAICompatibleBackend(f"http://127.0.0.1:{port}/v1", "m", max_retries=2, backoff=0.01)
-    with pytest.raises(RequestFailed, match="connection after 2 retries"):
+        return probe.getsockname()[1]
+
+
+def test_a_server_that_never_answered_stops_the_run_at_once_naming_the_url():
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    backend = OpenAICompatibleBackend(url, "m", max_retries=5, backoff=10.0)
+    started = time.time()
+    with pytest.raises(FatalBackendError, match=f"cannot connect to {url} .*Connect.*--base-url"):
+        backend.chat(MESSAGES)
+    assert time.time() - started < 5 and backend.retries == {}
+
+
+def test_connection_errors_after_the_server_answered_are_retried_then_fail(chat_server):
+    backend = OpenAICompatibleBackend(chat_server.url(), "m", max_retries=2, backoff=0.01, timeout=1.0)
+    assert parse_dialogue(backend.chat(MESSAGES)) is not None
+    backend._client = OpenAICompatibleBackend(f"http://127.0.0.1:{_free_port()}/v1", "m")._client  # the server went away
+    with pytest.raises(RequestFailed, match=r"connection after 2 retries to .*127\.0\.0\.1.*: \w*Connect"):
         backend.chat(MESSAGES)
     assert backend.retries == {"connection": 2}
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_offline_mode_stops_at_once_naming_the_variable(variable, monkeypatch):
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(FatalBackendError, match=f"{variable} is set.*{variable}=0"):
+        OpenAICompatibleBackend("http://127.0.0.1:8080/v1", "m")
+
+
+def test_collect_command_stops_with_one_message_and_status_1_when_nothing_listens(tmp_path, capsys):
+    from modeling_miracle.commands.collect import main
+
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    started = time.time()
+    assert main(["--output_dir", str(tmp_path / "c"), "--base_url", url, "--only", "attitude", "--dialogues_per_aspect", "2",
+                 "--no_progress"]) == 1
+    assert time.time() - started < 30
+    err = capsys.readouterr().err
+    assert f"cannot connect to {url}" in err
 
 
 def test_local_backend_prefills_and_is_seeded(gpt2_tokenizer):

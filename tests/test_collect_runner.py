@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from modeling_miracle.training import load_miracle_dataset
-from modeling_miracle.commands.cli import main as cli
+from modeling_miracle.commands.cli import main
+
+
+def cli(argv):
+    """The CLI with `--debug`: a mistake raises its exception (without it: one line on stderr, status 2)."""
+    return main(["--debug", *argv])
 from modeling_miracle.collect import BackendArguments, CleaningConfig, CollectConfig, FatalBackendError, FilterConfig, collect
 from modeling_miracle.collect.store import LEDGER_FILE, Ledger
 

@@ -46,3 +46,28 @@ def test_end_to_end_table_has_every_column(tmp_path, processor):
     assert "w/o EBM" in table and '"examples": 8' in table
     assert results["settings"]["fluency_lm"] == str(tmp_path / "lm")
     assert (tmp_path / "scorers" / "nli" / "scorer.json").is_file()
+
+
+def test_a_model_with_its_own_attribute_gets_every_aspect_of_it_on_tagged_rows():
+    attributes = {**PAPER_ATTRIBUTES, "humour": ["dry", "playful"]}
+    examples = evaluation_examples(str(CORPUS_DIR / "dialogue_multi.test.jsonl"), attributes)
+    assert len(examples) == 2 * 510  # each tagged target, once with each humour aspect
+    assert {e["personality"]["humour"] for e in examples} == {"dry", "playful"}
+    assert all(set(e["personality"]) == set(attributes) for e in examples)
+
+
+def test_evaluate_names_the_scorer_data_a_new_attribute_needs_before_any_work(tmp_path, processor, capsys):
+    from modeling_miracle.commands.cli import main as cli_main
+    from modeling_miracle.evaluation.suite import missing_scorer_data
+
+    model = make_model("gpt2")
+    model.add_attribute("humour", ["dry", "playful"])
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    missing = missing_scorer_data(str(tmp_path / "scorers"), model.config.attributes)
+    assert len(missing) == 1 and "text_humour.train.jsonl" in missing[0]
+    assert cli_main(["evaluate", "--model", str(tmp_path / "model"), "--max-examples", "4", "--without-ebm",
+                     "--scorers", str(tmp_path / "scorers"), "--output-dir", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert "'humour'" in err and "text_humour.train.jsonl" in err and "--scorer-data" in err and "Traceback" not in err
+    assert not (tmp_path / "scorers").exists()  # stopped before training any scorer

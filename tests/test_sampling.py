@@ -65,7 +65,57 @@ def test_opposite_personalities_in_one_batch_move_apart(separated_model, inputs)
 
 def test_negative_weight_lowers_the_aspects_probability(separated_model, inputs):
     result = sample(separated_model, inputs, personality={"attitude": "optimistic"}, attribute_weights={"attitude": -1.0})
-    assert (result.aspect_probability_after[:, 1] < result.aspect_probability_before[:, 1]).all()
+    before, after = result.aspect_probability_before[:, 1], result.aspect_probability_after[:, 1]
+    # Steering away stops pushing once the aspect is unlikely: rows that start there stay, the others drop.
+    assert (after <= before + 1e-6).all()
+    assert (before > 0.01).any() and (after[before > 0.01] < 0.1 * before[before > 0.01]).all()
+
+
+def test_a_negative_weight_is_the_probability_of_not_the_aspect():
+    """-w on one of two aspects is +w on the other (log(1 - p) = log p(other)); it saturates instead of growing
+    without end as z moves away (the shipped model's z ran to norm 28 with `-1 * log p`)."""
+    from modeling_miracle.sampling import Personality, log_probability_of_personality
+
+    heads = lambda z: {"a": torch.stack([z[:, 0], -z[:, 0]], -1), "b": torch.stack([z[:, 1], z[:, 2], -z[:, 1]], -1)}
+    z = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    away = log_probability_of_personality(heads, z, Personality(torch.tensor([[0, -1]] * 5), torch.tensor([[-2.0, 0.0]] * 5)))
+    towards_other = log_probability_of_personality(heads, z, Personality(torch.tensor([[1, -1]] * 5), torch.tensor([[2.0, 0.0]] * 5)))
+    assert torch.allclose(away, towards_other, atol=1e-6)
+    far = torch.tensor([[-50.0, 0.0, 0.0]])  # aspect 0 of "a" is very unlikely here: nothing left to push
+    far.requires_grad_(True)
+    energy = log_probability_of_personality(heads, far, Personality(torch.tensor([[0, 2]]), torch.tensor([[-1.0, -1.0]])))
+    (gradient,) = torch.autograd.grad(energy.sum(), far)
+    assert gradient[0, 0].abs() < 1e-6
+
+
+@pytest.mark.parametrize("weight", [-1e6, -1.0, 1.0, 1e6])
+@pytest.mark.parametrize("method,step", [("dopri5", None), ("euler", 0.5), ("rk4", 0.1)])
+def test_the_ode_stays_within_its_trust_radius_for_any_weight_and_solver(separated_model, inputs, weight, method, step):
+    from modeling_miracle.sampling import trust_radius
+
+    options = {"sampler_method": method, "sampler_max_distance": 0.25}
+    if step is not None:
+        options["sampler_step_size"] = step
+    result = sample(separated_model, inputs, personality={"attitude": "optimistic", "language_style": "lyrical"},
+                    attribute_weights={"attitude": weight, "language_style": weight}, **options)
+    radius = trust_radius(SamplerSettings.from_config(separated_model.config, **options), result.prior_logvar)
+    moved = (result.latent - result.start_latent).norm(dim=-1)
+    assert torch.isfinite(result.latent).all()
+    assert (moved <= radius * (1 + 1e-5)).all() and (moved > 0).any()
+    if method == "euler" and abs(weight) > 1:  # without the bound, such weights leave the region at once
+        unbounded = sample(separated_model, inputs, personality={"attitude": "optimistic", "language_style": "lyrical"},
+                           attribute_weights={"attitude": weight, "language_style": weight},
+                           **{**options, "sampler_max_distance": None})
+        assert ((unbounded.latent - unbounded.start_latent).norm(dim=-1) > 10 * radius).any()
+
+
+def test_the_trust_radius_caps_the_speed_and_keeps_the_direction():
+    from modeling_miracle.sampling import PersonalityODE
+
+    ode = PersonalityODE(None, None, None, radius=torch.tensor([2.0, 2.0]))
+    velocity = torch.tensor([[30.0, 40.0], [0.3, 0.4]])
+    assert torch.allclose(ode.bounded(velocity), torch.tensor([[1.2, 1.6], [0.3, 0.4]]))
+    assert torch.equal(PersonalityODE(None, None, None).bounded(velocity), velocity)
 
 
 def test_use_ebm_false_is_the_prior_sample(separated_model, inputs):

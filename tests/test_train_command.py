@@ -12,6 +12,7 @@ What still differs is by design: L_D and the token-weighted reconstruction mean 
 micro-batch), not over the global batch (measured: loss 0.09%, reconstruction 0.0008 nats at most).
 """
 
+import re
 import json
 import os
 import subprocess
@@ -25,7 +26,12 @@ from safetensors.torch import load_file
 
 from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor
 from modeling_miracle.commands import train as train_command
-from modeling_miracle.commands.cli import main as cli
+from modeling_miracle.commands.cli import main
+
+
+def cli(argv):
+    """The CLI with `--debug`: a mistake raises its exception (without it: one line on stderr, status 2)."""
+    return main(["--debug", *argv])
 from modeling_miracle.training.data import corpus_files
 from modeling_miracle.training.kl_schedule import cyclical_beta
 from modeling_miracle.training.trainer import LOGGED_COMPONENTS
@@ -389,6 +395,35 @@ def test_continuing_training_from_a_saved_model_with_lora(first_run, tmp_path):
     assert cli(run_flags(tmp_path / "continued", 2, "--from_model", str(saved), "--lora", "true")) == 0
     assert (tmp_path / "continued" / "adapter" / "adapter_config.json").is_file()
     assert getattr(MiracleForPersonalizedGeneration.from_pretrained(tmp_path / "continued"), "hf_quantizer", None) is None
+
+
+
+def test_a_lora_model_continues_as_lora_without_repeating_the_flag(first_run, tmp_path, capsys):
+    assert cli(run_flags(tmp_path / "lora", 2, "--from_model", str(first_run), "--lora", "true", "--lora_r", "4")) == 0
+    capsys.readouterr()
+    assert cli(run_flags(tmp_path / "again", 2, "--from_model", str(tmp_path / "lora"))) == 0
+    out = capsys.readouterr().out
+    assert "LoRA: r=4" in out and "as the saved model was trained" in out
+    trained = re.search(r"trained parameters: [\d,]+ of [\d,]+ \(([\d.]+)%\)", out)
+    assert trained and float(trained.group(1)) < 100
+    assert "footprint: about" in out and "epoch(s)" in out
+    assert (tmp_path / "again" / "adapter" / "adapter_config.json").is_file()
+    card = (tmp_path / "again" / "README.md").read_text()
+    assert "max_steps: 2" in card and "num_train_epochs" not in card  # a max_steps run: no epochs it never ran
+
+
+def test_a_used_output_dir_is_one_line_and_status_2(first_run, capsys):
+    assert main(["train", "--output_dir", str(first_run), "--max_steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "miracle train: error:" in err and "--overwrite_output_dir" in err
+
+
+def test_from_model_default_and_missing_folders(tmp_path, capsys):
+    from modeling_miracle.commands.train import lora_of_saved_model
+
+    assert lora_of_saved_model("default")["r"] == 16  # the shipped model is LoRA-trained
+    assert main(["train", "--output_dir", str(tmp_path / "o"), "--from_model", str(tmp_path / "missing")]) == 2
+    assert "--from_model" in capsys.readouterr().err
 
 
 def test_flags_ignored_with_from_model_are_refused(first_run, tmp_path):

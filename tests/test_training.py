@@ -8,7 +8,12 @@ import torch
 
 from modeling_miracle import MiracleForPersonalizedGeneration, MiracleProcessor
 from modeling_miracle.training import MiracleTrainer, load_miracle_dataset
-from modeling_miracle.commands.cli import main as cli
+from modeling_miracle.commands.cli import main
+
+
+def cli(argv):
+    """The CLI with `--debug`: a mistake raises its exception (without it: one line on stderr, status 2)."""
+    return main(["--debug", *argv])
 from modeling_miracle.corpus import CORPUS_DIR
 from modeling_miracle.training.new_attribute import prepare_new_attribute
 

@@ -90,6 +90,8 @@ def build_model_card(model, name: str, data_description: str = "not recorded", t
     if training_args is not None:
         keys = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
                 "max_steps", "warmup_steps", "weight_decay", "seed")
+        # A `max_steps` run ignores `num_train_epochs`: leave it out rather than state epochs that never ran.
+        keys = tuple(k for k in keys if not (k == "num_train_epochs" and getattr(training_args, "max_steps", -1) > 0))
         settings = "\n".join(f"- {k}: {getattr(training_args, k)}" for k in keys if hasattr(training_args, k))
     example = {a: aspects[-1] for a, aspects in config.attributes.items()}
     return ModelCard.from_template(
