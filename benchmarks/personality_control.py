@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--contexts", nargs="+", default=None,
                         help="Context files (rows ending on a user turn, no targets) instead of --test-file.")
     parser.add_argument("--max-examples", type=int, default=96)
+    parser.add_argument("--skip-examples", type=int, default=0,
+                        help="Leave out the first N examples (e.g. the contexts settings were tuned on).")
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS))
     parser.add_argument("--steering-layer", type=int, default=15)
     parser.add_argument("--steering-scale", type=float, default=4.0)
@@ -136,10 +138,11 @@ def main() -> None:
     if args.residual_scale is not None:
         model.config.latent_residual_scale = args.residual_scale
     attributes = model.config.attributes
+    wanted = args.skip_examples + args.max_examples
     if args.contexts:
-        examples = context_examples(args.contexts, attributes, args.max_examples)
+        examples = context_examples(args.contexts, attributes, wanted)[args.skip_examples:]
     else:
-        examples = evaluation_examples(args.test_file, attributes, args.max_examples)
+        examples = evaluation_examples(args.test_file, attributes, wanted)[args.skip_examples:]
     scorers = scorer_models(args.scorers, attributes)
     decoder, tokenizer = plain_decoder(args.base_decoder)
     decoding = shared_decoding(model.generation_config, args)
