@@ -188,7 +188,7 @@ class Command:
 
 # Add a subcommand here: name -> Command(summary, "module:function").
 COMMANDS = {
-    "train": Command("train or continue a MIRACLE model (Trainer flags after MIRACLE's)", _train),
+    "train": Command("train or continue a MIRACLE model (--help: MIRACLE's flags; --help-all: the Trainer's too)", _train),
     "generate": Command("personalized replies to your own conversation", _generate),
     "demo": Command("all 8 personalities on corpus test contexts", _demo),
     "evaluate": Command("the paper's metrics on a test file (tables 1 and 4)", "evaluate:main"),
