@@ -57,6 +57,8 @@ def parse_dialogue(text: str) -> tuple[list[str], list[str]] | None:
 class CleaningConfig:
     """Thresholds of the cleaning (defaults: the paper's template requirements and appendix A.2)."""
 
+    _argument_group_name = "cleaning"
+
     min_turns: int = field(default=4, metadata={"help": "Drop dialogues with fewer PersonB turns (requirement 4)."})
     max_user_words: int = field(default=MAX_USER_WORDS, metadata={"help": "Longest PersonA turn in words (requirement 1)."})
     max_user_sentences: int = MAX_USER_SENTENCES
@@ -70,6 +72,8 @@ class CleaningConfig:
 @dataclass
 class FilterConfig:
     """The optional classifier filters."""
+
+    _argument_group_name = "filters"
 
     aspect_scorers: str | None = field(default=None, metadata={"help": "Folder of attribute scorers (<folder>/<attribute>/, as `miracle evaluate --scorers`); keeps dialogues whose target aspect scores >= --min-aspect-score. Missing scorers are trained there from this collection's held-out dialogues (the paper's classifier round)."})
     min_aspect_score: float = field(default=0.5, metadata={"help": "Lowest mean probability of the target aspect over a dialogue's responses."})

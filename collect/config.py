@@ -1,4 +1,4 @@
-"""Dataclass settings of `miracle collect` (parsed with `HfArgumentParser`, from flags or a JSON/YAML file)."""
+"""Dataclass settings of `miracle collect` (read by `commands.dataclass_parser.DataclassArgumentParser`, from flags or a JSON/YAML file)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ BACKENDS = ("openai", "local")
 @dataclass
 class CollectConfig:
     """What to collect and where."""
+
+    _argument_group_name = "collection"
 
     output_dir: str = field(metadata={"help": "Folder of the collection (created; rerun with the same folder to resume)."})
     attributes_file: list[str] = field(default_factory=lambda: ["default"], metadata={"help": "YAML/JSON file(s) of attributes, aspects, wordings and examples ('default' = the project's three attributes)."})
@@ -39,6 +41,8 @@ class CollectConfig:
 @dataclass
 class BackendArguments:
     """Which LLM writes the dialogues, and how it is called."""
+
+    _argument_group_name = "backend"
 
     backend: str = field(default="openai", metadata={"help": "'openai': any OpenAI-compatible chat-completions server (--base-url); 'local': a transformers causal LM (--local-model)."})
     base_url: str | None = field(default=None, metadata={"help": "Server URL up to where /chat/completions is appended, e.g. http://localhost:8080/v1."})

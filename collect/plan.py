@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..configuration.personality import all_personalities
 from .aspects import CollectionSpec
 from .templates import build_prompt
 
@@ -44,6 +43,8 @@ def personalities(spec: CollectionSpec, mode: str) -> list[dict[str, str]]:
         raise ValueError(f"Unknown mode {mode!r}; valid: {list(MODES)}.")
     if mode == "train":
         return [{attribute: aspect} for attribute, aspects in spec.attributes.items() for aspect in aspects]
+    from ..configuration.personality import all_personalities  # loads torch: not needed for `miracle collect --help`
+
     return all_personalities(spec.attributes)
 
 

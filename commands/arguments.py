@@ -1,4 +1,6 @@
-"""Dataclass arguments of `miracle train` (parsed with `HfArgumentParser`, from flags or a JSON/YAML file)."""
+"""Dataclass arguments of `miracle train`, from flags or a JSON/YAML file: MIRACLE's own (this module, read by
+`DataclassArgumentParser` without importing transformers, so help and their mistakes come at once), then
+`transformers.TrainingArguments` (read by `HfArgumentParser` from the flags MIRACLE's do not take)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ def split_pair(text: str, flag: str, form: str, error: type[Exception] = ValueEr
 class ModelArguments:
     """Which model to train and how."""
 
+    _argument_group_name = "model"
+
     encoder: str | None = field(default=None, metadata={"help": "Encoder backbone (path/Hub id; 'default' = packaged all-MiniLM-L6-v2; paper: bert-base-uncased)."})
     decoder: str | None = field(default=None, metadata={"help": "Decoder backbone (path/Hub id; 'default' = packaged SmolLM2-135M-Instruct; paper: microsoft/DialoGPT-medium)."})
     decoder_gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside --decoder, if it is a GGUF folder."})
@@ -44,6 +48,18 @@ class ModelArguments:
     max_encoder_length: int = 256
     max_prompt_length: int = 384
     max_response_length: int = 96
+
+    def check_flags(self) -> None:
+        """Refuse flag combinations that would be silently ignored, and a malformed `--add_attribute`."""
+        if self.from_model:
+            ignored = [f"--{name}" for name in ("encoder", "decoder", "decoder_gguf_file", "attributes", "miracle_config")
+                       if getattr(self, name)]
+            if ignored:
+                raise ValueError(f"{', '.join(ignored)} cannot be combined with --from_model: the saved model's own "
+                                 "backbones and config are used.")
+        elif self.add_attribute:
+            raise ValueError("--add_attribute adds a head to a trained model: give it with --from_model <saved model>.")
+        self.new_attribute()  # checks its form
 
     def miracle_config_kwargs(self) -> dict:
         """`--miracle_config` as a dict of `MiracleConfig` fields; unknown keys are refused (naming the valid ones)."""
@@ -74,6 +90,8 @@ class ModelArguments:
 class DataArguments:
     """Which data to train on."""
 
+    _argument_group_name = "data"
+
     data_files: list[str] = field(default_factory=list, metadata={"help": "attribute=path pairs (one JSONL per attribute; repeat an attribute for several files). Default: the packaged corpus."})
     validation_files: list[str] = field(default_factory=list, metadata={"help": "attribute=path pairs for evaluation during training."})
     hub_dataset: str | None = field(default=None, metadata={"help": "Hub dataset holding the files (e.g. lu-vae/Miracle-Conversation; without --data-files its default file per attribute)."})
@@ -94,5 +112,7 @@ class DataArguments:
 @dataclass
 class RunArguments:
     """What to do with an output folder that already holds a run (besides `--resume_from_checkpoint`)."""
+
+    _argument_group_name = "run"
 
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Train into a non-empty --output_dir: its old checkpoints are deleted first."})

@@ -29,41 +29,13 @@ from .model_path import UsageError, resolve_model
 
 
 def _train(argv: list[str]) -> int:
-    from transformers import HfArgumentParser, TrainingArguments
+    from .train_parser import parse_train_arguments
 
-    from .arguments import DataArguments, ModelArguments, RunArguments
+    arguments = parse_train_arguments(argv)
     from .train import run_train
 
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, RunArguments), prog="miracle train")
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        settings = _read_settings_file(argv[0])
-        if not settings.get("output_dir"):
-            parser.error(f"{argv[0]} must set `output_dir`, the folder the run writes its checkpoints and model to.")
-        args = parser.parse_dict(settings)
-    else:
-        namespace, _ = parser.parse_known_args(argv)
-        if not namespace.output_dir:
-            parser.error("--output_dir is required: the folder the run writes its checkpoints and model to.")
-        args = parser.parse_args_into_dataclasses(argv)
-    run_train(*args)
+    run_train(*arguments)
     return 0
-
-
-def _read_settings_file(path: str) -> dict:
-    """The flags of `miracle train` from a JSON or YAML file."""
-    import json
-    from pathlib import Path
-
-    text = Path(path).read_text(encoding="utf-8")
-    if path.endswith(".json"):
-        settings = json.loads(text)
-    else:
-        import yaml
-
-        settings = yaml.safe_load(text)
-    if not isinstance(settings, dict):
-        raise UsageError(f"{path} must hold a mapping of `miracle train` flags to values.")
-    return settings
 
 
 def _key_values(pairs: list[str], what: str, cast=str) -> dict:
@@ -216,7 +188,7 @@ class Command:
 
 # Add a subcommand here: name -> Command(summary, "module:function").
 COMMANDS = {
-    "train": Command("train or continue a MIRACLE model (Trainer flags after MIRACLE's)", _train),
+    "train": Command("train or continue a MIRACLE model (--help: MIRACLE's flags; --help-all: the Trainer's too)", _train),
     "generate": Command("personalized replies to your own conversation", _generate),
     "demo": Command("all 8 personalities on corpus test contexts", _demo),
     "evaluate": Command("the paper's metrics on a test file (tables 1 and 4)", "evaluate:main"),

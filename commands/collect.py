@@ -16,32 +16,32 @@ import sys
 
 
 def build_parser():
+    """The flags of `miracle collect` (no transformers needed: help and mistakes come at once)."""
     import argparse
-
-    from transformers import HfArgumentParser
 
     from ..collect.cleaning import CleaningConfig, FilterConfig
     from ..collect.config import BackendArguments, CollectConfig
+    from .dataclass_parser import DataclassArgumentParser
 
     class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
         pass
 
-    return HfArgumentParser((CollectConfig, BackendArguments, CleaningConfig, FilterConfig), prog="miracle collect",
-                            description=__doc__, formatter_class=Formatter)
+    return DataclassArgumentParser((CollectConfig, BackendArguments, CleaningConfig, FilterConfig),
+                                   prog="miracle collect", description=__doc__, formatter_class=Formatter)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..collect.backends import FatalBackendError
-    from ..collect.runner import collect
+    from .dataclass_parser import read_settings_file
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        config, backend_args, cleaning, filters = parser.parse_json_file(argv[0])
-    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        config, backend_args, cleaning, filters = parser.parse_yaml_file(argv[0])
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        (config, backend_args, cleaning, filters), _ = parser.parse_dict(read_settings_file(argv[0], parser.prog))
     else:
         config, backend_args, cleaning, filters = parser.parse_args_into_dataclasses(argv)
+    from ..collect.backends import FatalBackendError
+    from ..collect.runner import collect
+
     try:
         report = collect(config, backend_args.build(), cleaning, filters)
     except FatalBackendError as error:

@@ -46,7 +46,8 @@ def run_evaluation(args) -> dict:
     to_train = scorers_to_train(args.scorers, attributes)
     if to_train:
         print(f"First use of {args.scorers}: training the scorers {', '.join(to_train)} before evaluating. This runs "
-              "once (they are saved there and reused) and takes minutes on a CPU; each shows a progress bar.",
+              "once (they are saved there and reused) and takes minutes on a CPU, more on a busy one; each shows a progress "
+              "bar with its time left.",
               file=sys.stderr, flush=True)
     scorer_paths = ensure_scorers(args.scorers, attributes, args.scorer_backbone, args.scorer_epochs, args.scorer_data)
     scorers = {name: SequenceScorer(path) for name, path in scorer_paths.items()}

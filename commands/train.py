@@ -113,16 +113,8 @@ def data_files_for(data_args: DataArguments, attributes: dict) -> dict:
 
 
 def check_model_flags(model_args: ModelArguments) -> None:
-    """Refuse flag combinations that would be silently ignored."""
-    if model_args.from_model:
-        ignored = [f"--{name}" for name in ("encoder", "decoder", "decoder_gguf_file", "attributes", "miracle_config")
-                   if getattr(model_args, name)]
-        if ignored:
-            raise ValueError(f"{', '.join(ignored)} cannot be combined with --from_model: the saved model's own "
-                             "backbones and config are used.")
-    elif model_args.add_attribute:
-        raise ValueError("--add_attribute adds a head to a trained model: give it with --from_model <saved model>.")
-    model_args.new_attribute()  # checks its form
+    """Refuse flag combinations that would be silently ignored, and unknown `--miracle_config` keys."""
+    model_args.check_flags()
     model_args.miracle_config_kwargs()  # checks its keys
 
 

@@ -80,7 +80,8 @@ def drop_saved_gguf_quantization(folder: str | os.PathLike) -> bool:
 def smollm2_folder(cache_dir: str | os.PathLike | None = None) -> Path:
     """A safetensors copy of SmolLM2-135M-Instruct (model + tokenizer), converted from the GGUF file on first use.
 
-    The conversion (about 20 s) happens once; later calls return the cached folder at once.
+    The conversion happens once (22 s and 517 MiB of float32 weights on 2 busy CPU cores, most of it in
+    transformers' GGUF loader); later calls return the cached folder at once.
     """
     target = Path(cache_dir) if cache_dir is not None else cache_home() / "smollm2-135m-instruct"
     if (target / "model.safetensors").is_file() and (target / "tokenizer_config.json").is_file():

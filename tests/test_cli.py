@@ -133,6 +133,7 @@ def test_help_generate_and_demo_do_not_import_the_trainer_stack(tmp_path, proces
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["generate", "--help"], ["demo", "--help"], ["evaluate", "--help"],
+                                  ["train", "--help"], ["collect", "--help"],
                                   ["generate"], ["generate", "--personality", "optimistic", "Hi?"], ["frobnicate"]])
 def test_help_and_argument_errors_load_neither_torch_nor_transformers(argv, tmp_path):
     """`miracle --help` took 6 s (torch and transformers imported by the package); started as the `miracle`
