@@ -48,10 +48,8 @@ def main() -> None:
           "| KV-cache speed-up | ODE NFE batched / row-by-row (sum) | ODE time batched / row-by-row (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for batch_size in args.batch_sizes:
-        inputs = processor(test_contexts(batch_size))
-        plain_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        inputs, plain_inputs, plain = plain_decoder_time(model, processor, batch_size, decode, args.repeats)
         with torch.no_grad():
-            plain, _ = timed(lambda: model.decoder.generate(**plain_inputs, **decode), args.repeats)
             miracle, _ = timed(lambda: model.generate(**inputs, personality=PERSONALITY, **decode), args.repeats)
             latent = model.sample_latent(inputs["prior_input_ids"], inputs["prior_attention_mask"], PERSONALITY).latent
             recompute, _ = timed(lambda: model.generate(**plain_inputs, latent=latent, use_cache=False, **decode), 1)
@@ -65,6 +63,15 @@ def main() -> None:
               f"| {recompute / cached:.1f}x | {batched.function_evaluations} / {row_nfe} | {batched_time:.3f} / {row_time:.3f} |")
 
 
+@torch.no_grad()
+def plain_decoder_time(model, processor, batch_size: int, decode: dict, repeats: int):
+    """(MIRACLE inputs, the decoder-only inputs, median time of the bare decoder's `generate`) for one batch size."""
+    inputs = processor(test_contexts(batch_size))
+    plain_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+    plain, _ = timed(lambda: model.decoder.generate(**plain_inputs, **decode), repeats)
+    return inputs, plain_inputs, plain
+
+
 def trained_rows(model, processor, args) -> None:
     """A trained model's own decoding defaults and one decoder pass, against the plain decoder's `generate`."""
     decode = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
@@ -76,10 +83,8 @@ def trained_rows(model, processor, args) -> None:
     print("| batch | plain decoder generate (s) | MIRACLE, its defaults (s) | ratio | MIRACLE, one pass (s) | ratio |")
     print("|---|---|---|---|---|---|")
     for batch_size in args.batch_sizes:
-        inputs = processor(test_contexts(batch_size))
-        plain_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        inputs, _, plain = plain_decoder_time(model, processor, batch_size, decode, args.repeats)
         with torch.no_grad():
-            plain, _ = timed(lambda: model.decoder.generate(**plain_inputs, **decode), args.repeats)
             shipped, _ = timed(lambda: model.generate(**inputs, personality=PERSONALITY, **decode), args.repeats)
             one_pass, _ = timed(lambda: model.generate(**inputs, personality=PERSONALITY, latent_guidance_scale=0.0,
                                                        **decode), args.repeats)

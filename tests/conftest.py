@@ -3,6 +3,9 @@ backbones), real offline tokenizers, small dialogue files, a model whose heads s
 
 import json
 import random
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,3 +200,20 @@ def separated_model():
     # reach every aspect (the radius has its own tests in test_sampling.py).
     model.config.sampler_max_distance = None
     return model.eval()
+
+
+def run_cli_as_console_script(argv, cwd):
+    """`miracle <argv>` in a fresh interpreter started as the console script: (status, stdout, stderr, loaded)."""
+    script = (
+        "import sys\n"
+        "sys.argv[0] = 'miracle'\n"
+        "from modeling_miracle.commands.cli import main\n"
+        "try:\n"
+        f"    status = main({argv!r})\n"
+        "except SystemExit as exit:\n"
+        "    status = exit.code\n"
+        "print('STATUS', status, 'LOADED', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd)
+    status, loaded = re.search(r"STATUS (\S+) LOADED (\[.*\])", result.stdout).groups()
+    return int(status), result.stdout, result.stderr, loaded

@@ -6,7 +6,7 @@ import pytest
 import modeling_miracle.commands.cli as cli_module
 from modeling_miracle.commands.cli import main
 
-from .conftest import make_model
+from .conftest import run_cli_as_console_script, make_model
 
 
 def test_generate_prints_responses_and_latent_probabilities(tmp_path, processor, capsys):
@@ -138,22 +138,11 @@ def test_help_generate_and_demo_do_not_import_the_trainer_stack(tmp_path, proces
 def test_help_and_argument_errors_load_neither_torch_nor_transformers(argv, tmp_path):
     """`miracle --help` took 6 s (torch and transformers imported by the package); started as the `miracle`
     console script, the package loads them only when a command needs the model."""
-    script = (
-        "import sys\n"
-        "sys.argv[0] = 'miracle'\n"
-        "from modeling_miracle.commands.cli import main\n"
-        "try:\n"
-        f"    status = main({argv!r})\n"
-        "except SystemExit as exit:\n"
-        "    status = exit.code\n"
-        "print('status', status, 'loaded', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
-    assert "loaded []" in result.stdout, result.stdout + result.stderr[-2000:]
-    status = 0 if "--help" in argv else 2
-    assert f"status {status} " in result.stdout
+    status, _, stderr, loaded = run_cli_as_console_script(argv, tmp_path)
+    assert loaded == "[]", stderr[-2000:]
+    assert status == (0 if "--help" in argv else 2)
     if status:
-        assert "Traceback" not in result.stderr and result.stderr.strip()
+        assert "Traceback" not in stderr and stderr.strip()
 
 
 def test_the_cli_loads_the_package_when_a_command_needs_the_model(tmp_path, processor):

@@ -10,28 +10,12 @@ import pytest
 from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_miracle.commands.arguments import DataArguments, ModelArguments, RunArguments
+from .conftest import run_cli_as_console_script
 from modeling_miracle.commands.train_parser import COMMON_TRAINER_FLAGS, TRAINER_GROUP, parse_train_arguments
 
 
-def _run_cli(argv, cwd):
-    """`miracle <argv>` in a fresh interpreter started as the console script: (status, stdout, stderr, loaded)."""
-    script = (
-        "import sys\n"
-        "sys.argv[0] = 'miracle'\n"
-        "from modeling_miracle.commands.cli import main\n"
-        "try:\n"
-        f"    status = main({argv!r})\n"
-        "except SystemExit as exit:\n"
-        "    status = exit.code\n"
-        "print('STATUS', status, 'LOADED', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd)
-    status, loaded = re.search(r"STATUS (\S+) LOADED (\[.*\])", result.stdout).groups()
-    return int(status), result.stdout, result.stderr, loaded
-
-
 def test_help_groups_miracle_options_first_and_points_to_the_trainer_options_without_transformers(tmp_path):
-    status, out, _, loaded = _run_cli(["train", "--help"], tmp_path)
+    status, out, _, loaded = run_cli_as_console_script(["train", "--help"], tmp_path)
     assert (status, loaded) == (0, "[]")
     headings = [line[:-1] for line in out.splitlines() if re.fullmatch(r"[\w.]+:", line)]
     assert headings == ["options", "model", "data", "run", TRAINER_GROUP]
@@ -48,7 +32,7 @@ def test_the_trainer_flags_named_in_the_help_exist():
 
 
 def test_help_all_lists_every_trainer_flag_after_miracles_groups(tmp_path):
-    status, out, _, loaded = _run_cli(["train", "--help-all"], tmp_path)
+    status, out, _, loaded = run_cli_as_console_script(["train", "--help-all"], tmp_path)
     assert (status, loaded) == (0, "['torch', 'transformers']")
     headings = [line[:-1] for line in out.splitlines() if re.fullmatch(r"[\w.]+:", line)]
     assert headings == ["options", "model", "data", "run", TRAINER_GROUP]
@@ -67,7 +51,7 @@ def test_help_all_lists_every_trainer_flag_after_miracles_groups(tmp_path):
     (["collect", "--mode", "fast", "--output_dir", "o"], "Unknown mode 'fast'; valid: ['train', 'test']"),
 ])
 def test_mistakes_in_miracles_own_flags_are_reported_without_transformers(argv, error, tmp_path):
-    status, _, err, loaded = _run_cli(argv, tmp_path)
+    status, _, err, loaded = run_cli_as_console_script(argv, tmp_path)
     assert (status, loaded) == (2, "[]")
     assert error in err and "Traceback" not in err
 
