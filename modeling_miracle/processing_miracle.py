@@ -6,13 +6,15 @@ import json
 import os
 
 import torch
-from transformers import AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedTokenizerBase, ProcessorMixin
+from transformers.utils import PROCESSOR_NAME
 
 from .configuration.validation import as_python_scalar
 
 from .conversation import normalize_conversations
 
-PROCESSOR_CONFIG_NAME = "miracle_processor.json"
+PROCESSOR_CONFIG_NAME = PROCESSOR_NAME  # "processor_config.json", written by `ProcessorMixin.save_pretrained`
+LEGACY_PROCESSOR_CONFIG_NAME = "miracle_processor.json"  # what MIRACLE saved before it was a ProcessorMixin
 ENCODER_TOKENIZER_DIR = "encoder_tokenizer"
 DECODER_TOKENIZER_DIR = "decoder_tokenizer"
 
@@ -42,7 +44,71 @@ def _looks_like_local_path(source: str) -> bool:
             or source.count("/") > 1 or bool(parent) and os.path.isdir(parent))
 
 
-class MiracleProcessor:
+def _settings_file(source: str, hub_kwargs: dict) -> str:
+    """The local path of a saved processor's settings file (`processor_config.json`, else the older
+    `miracle_processor.json`); an OSError says what is missing or why the Hub could not be read."""
+    names = (PROCESSOR_CONFIG_NAME, LEGACY_PROCESSOR_CONFIG_NAME)
+    if os.path.isdir(source):
+        found = [name for name in names if os.path.isfile(os.path.join(source, name))]
+        if not found:
+            raise OSError(
+                f"{source} has no {PROCESSOR_CONFIG_NAME} (nor the older {LEGACY_PROCESSOR_CONFIG_NAME}): it is not a "
+                "saved MiracleProcessor (save one with `processor.save_pretrained(folder)`)."
+            )
+        missing = [name + "/" for name in (ENCODER_TOKENIZER_DIR, DECODER_TOKENIZER_DIR)
+                   if not os.path.isdir(os.path.join(source, name))]
+        if missing:
+            raise OSError(
+                f"{source} is an incomplete saved MiracleProcessor: {' and '.join(missing)} missing (it holds the "
+                "encoder's and the decoder's tokenizers in encoder_tokenizer/ and decoder_tokenizer/). Save it "
+                "again with `processor.save_pretrained(folder)`."
+            )
+        return os.path.join(source, found[0])
+    if _looks_like_local_path(source):
+        raise FileNotFoundError(f"No folder {source!r}: give the folder a MiracleProcessor was saved to, or a Hub id.")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
+
+    hub_kwargs = {k: hub_kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in hub_kwargs}
+    for name in names:
+        try:
+            return hf_hub_download(source, name, **hub_kwargs)
+        except HFValidationError:
+            raise OSError(f"{source!r} is neither a local folder nor a Hub repository id ('name' or 'owner/name').") from None
+        except EntryNotFoundError as error:
+            if isinstance(error, LocalEntryNotFoundError):  # offline, or not in the cache: the Hub was not read
+                raise _unreachable(source, error) from error
+            if name == names[-1]:
+                raise OSError(f"The Hub repository {source!r} holds no {' or '.join(names)}: it is not a saved "
+                              "MiracleProcessor.") from None
+        except Exception as error:
+            raise _unreachable(source, error) from error
+
+
+def _unreachable(source: str, error: Exception) -> OSError:
+    return OSError(f"{source!r} is not a local folder, and its {PROCESSOR_CONFIG_NAME} could not be fetched from the "
+                   f"Hub ({type(error).__name__}: {error}).")
+
+
+def _read_settings(path: str, overrides: dict) -> dict:
+    """The limits saved in `path`, with `overrides` applied, checked; a ValueError names the file."""
+    with open(path, encoding="utf-8") as handle:
+        settings = json.load(handle)
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path} must hold a JSON object of processor settings; got {settings!r}.")
+    settings.pop("processor_class", None)
+    unknown = sorted(set(settings) - set(LIMITS))
+    if unknown:
+        raise ValueError(f"{path}: unknown processor setting(s) {unknown}; valid: {list(LIMITS)}.")
+    settings.update(overrides)
+    try:
+        check_limits(**settings, allow_default_encoder_length=True)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return settings
+
+
+class MiracleProcessor(ProcessorMixin):
     """Holds the encoder's and the decoder's tokenizers and builds MIRACLE's inputs from chat conversations.
 
     `processor(conversations, return_tensors="pt")` gives the generation inputs: `prior_input_ids` /
@@ -60,6 +126,10 @@ class MiracleProcessor:
         max_encoder_length: token limit of the encoders (default: the tokenizer's limit, at most 512).
         max_prompt_length: token limit of the decoder prompt (default 512).
         max_response_length: token limit of a training response, EOS included (default 128).
+
+    A `ProcessorMixin`: `save_pretrained` writes `processor_config.json` (the limits) and the two tokenizers in
+    `encoder_tokenizer/` and `decoder_tokenizer/`; `from_pretrained` also loads folders saved before, whose settings
+    file is `miracle_processor.json`.
     """
 
     def __init__(
@@ -70,8 +140,7 @@ class MiracleProcessor:
         max_prompt_length: int = 512,
         max_response_length: int = 128,
     ):
-        self.encoder_tokenizer = encoder_tokenizer
-        self.decoder_tokenizer = decoder_tokenizer
+        super().__init__(encoder_tokenizer=encoder_tokenizer, decoder_tokenizer=decoder_tokenizer)
         if decoder_tokenizer.pad_token is None:
             decoder_tokenizer.pad_token = decoder_tokenizer.eos_token
         decoder_tokenizer.padding_side = "left"
@@ -85,80 +154,32 @@ class MiracleProcessor:
         self.max_response_length = limits["max_response_length"]
 
     # ------------------------------------------------------------------ persistence
-    def to_dict(self) -> dict:
-        return {
-            "processor_class": type(self).__name__,
-            "max_encoder_length": self.max_encoder_length,
-            "max_prompt_length": self.max_prompt_length,
-            "max_response_length": self.max_response_length,
-        }
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        """Save both tokenizers (in sub-folders) and the processor settings into `save_directory`."""
-        os.makedirs(save_directory, exist_ok=True)
-        self.encoder_tokenizer.save_pretrained(os.path.join(save_directory, ENCODER_TOKENIZER_DIR), **kwargs)
-        self.decoder_tokenizer.save_pretrained(os.path.join(save_directory, DECODER_TOKENIZER_DIR), **kwargs)
-        with open(os.path.join(save_directory, PROCESSOR_CONFIG_NAME), "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=2)
-
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "MiracleProcessor":
-        """Load a processor saved with `save_pretrained` (a local folder or a Hub repository id).
+        """Load a processor saved with `save_pretrained` (a local folder or a Hub repository id); folders saved before
+        MIRACLE's processor became a `ProcessorMixin` (settings in `miracle_processor.json`) load too.
 
         `max_encoder_length`, `max_prompt_length` and `max_response_length` override the saved limits; other
-        `kwargs` go to the tokenizers' `from_pretrained`.
+        `kwargs` go to `ProcessorMixin.from_pretrained` (and so to the tokenizers').
         """
-        source = str(pretrained_model_name_or_path)
-        if os.path.isdir(source):
-            path = os.path.join(source, PROCESSOR_CONFIG_NAME)
-            missing = [name for name in (PROCESSOR_CONFIG_NAME, ENCODER_TOKENIZER_DIR + "/", DECODER_TOKENIZER_DIR + "/")
-                       if not os.path.exists(os.path.join(source, name))]
-            if PROCESSOR_CONFIG_NAME in missing:
-                raise OSError(
-                    f"{source} has no {PROCESSOR_CONFIG_NAME}: it is not a saved MiracleProcessor "
-                    "(save one with `processor.save_pretrained(folder)`)."
-                )
-            if missing:
-                raise OSError(
-                    f"{source} is an incomplete saved MiracleProcessor: {' and '.join(missing)} missing (it holds the "
-                    "encoder's and the decoder's tokenizers in encoder_tokenizer/ and decoder_tokenizer/). Save it "
-                    "again with `processor.save_pretrained(folder)`."
-                )
-        elif _looks_like_local_path(source):
-            raise FileNotFoundError(f"No folder {source!r}: give the folder a MiracleProcessor was saved to, or a Hub id.")
-        else:
-            from huggingface_hub import hf_hub_download
-            from huggingface_hub.errors import HFValidationError
+        path = _settings_file(str(pretrained_model_name_or_path), kwargs)
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in LIMITS}
+        settings = _read_settings(path, overrides)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs, **settings)
 
-            try:
-                path = hf_hub_download(source, PROCESSOR_CONFIG_NAME)
-            except HFValidationError:
-                raise OSError(
-                    f"{source!r} is neither a local folder nor a Hub repository id ('name' or 'owner/name')."
-                ) from None
-            except Exception as error:
-                raise OSError(
-                    f"{source!r} is not a local folder, and its {PROCESSOR_CONFIG_NAME} could not be fetched from the "
-                    f"Hub ({type(error).__name__}: {error})."
-                ) from error
-        with open(path, encoding="utf-8") as handle:
-            settings = json.load(handle)
-        if not isinstance(settings, dict):
-            raise ValueError(f"{path} must hold a JSON object of processor settings; got {settings!r}.")
-        settings.pop("processor_class", None)
-        unknown = sorted(set(settings) - set(LIMITS))
-        if unknown:
-            raise ValueError(f"{path}: unknown processor setting(s) {unknown}; valid: {list(LIMITS)}.")
-        settings.update({k: kwargs.pop(k) for k in list(kwargs) if k in LIMITS})
-        try:
-            check_limits(**settings, allow_default_encoder_length=True)
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
-        encoder_tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, subfolder=ENCODER_TOKENIZER_DIR, **kwargs)
-        decoder_tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, subfolder=DECODER_TOKENIZER_DIR, **kwargs)
-        return cls(encoder_tokenizer, decoder_tokenizer, **settings)
+    @classmethod
+    def _load_tokenizer_from_pretrained(cls, sub_processor_type, pretrained_model_name_or_path, subfolder="", **kwargs):
+        """The base loader, without the processor's own limits (they are not tokenizer settings)."""
+        kwargs = {k: v for k, v in kwargs.items() if k not in LIMITS}
+        return super()._load_tokenizer_from_pretrained(sub_processor_type, pretrained_model_name_or_path,
+                                                       subfolder=subfolder, **kwargs)
 
     # ------------------------------------------------------------------ text layout
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The decoder's tokenizer: the one transformers' `ProcessorMixin` users (`Trainer`, `decode`) read."""
+        return self.decoder_tokenizer
+
     @property
     def uses_chat_template(self) -> bool:
         return bool(getattr(self.decoder_tokenizer, "chat_template", None))

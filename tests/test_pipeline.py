@@ -299,7 +299,7 @@ def test_missing_or_wrong_processor_is_a_clear_error(model, tokenizers):
 
 def test_save_pretrained_then_pipeline_from_the_folder(pipe, model, proc, tmp_path):
     pipe.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "miracle_processor.json").is_file()
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "processor_config.json").is_file()
     assert not hasattr(model.config, "custom_pipelines") or not model.config.custom_pipelines
     expected = texts(run(pipe, CONVERSATIONS, personality=PERSONALITIES, batch_size=3, **NEW))
 

@@ -188,7 +188,7 @@ def test_missing_or_incomplete_saved_processors_are_named(processor, tmp_path):
 
     offline = LocalEntryNotFoundError("cannot reach the Hub")  # what an offline machine gets
     with mock.patch("huggingface_hub.hf_hub_download", side_effect=offline):
-        with pytest.raises(OSError, match="'someone/miracle' is not a local folder, and its miracle_processor.json could not"):
+        with pytest.raises(OSError, match="'someone/miracle' is not a local folder, and its processor_config.json could not"):
             MiracleProcessor.from_pretrained("someone/miracle")
     processor.save_pretrained(tmp_path / "saved")
     import shutil
@@ -202,12 +202,12 @@ def test_bad_saved_limits_are_named_with_the_file(processor, tmp_path):
     import json
 
     processor.save_pretrained(tmp_path)
-    path = tmp_path / "miracle_processor.json"
+    path = tmp_path / "processor_config.json"
     saved = json.loads(path.read_text())
     for setting, value in (("max_prompt_length", None), ("max_response_length", -4), ("max_encoder_length", 0),
                            ("max_prompt_length", "96")):
         path.write_text(json.dumps({**saved, setting: value}))
-        with pytest.raises(ValueError, match=rf"miracle_processor.json: `{setting}` must be an integer >= 1"):
+        with pytest.raises(ValueError, match=rf"processor_config.json: `{setting}` must be an integer >= 1"):
             MiracleProcessor.from_pretrained(tmp_path)
     path.write_text(json.dumps({**saved, "max_prompt_length": None, "max_promt_length": 3}))
     with pytest.raises(ValueError, match=r"unknown processor setting\(s\) \['max_promt_length'\]"):
@@ -236,4 +236,78 @@ def test_auto_processor_loads_a_saved_miracle_folder(processor, tmp_path):
     loaded = AutoProcessor.from_pretrained(tmp_path)
     assert isinstance(loaded, MiracleProcessor)
     assert loaded.to_dict() == processor.to_dict()
+    assert loaded(CONVERSATIONS)["input_ids"].tolist() == processor(CONVERSATIONS)["input_ids"].tolist()
+
+
+def save_in_the_old_format(processor, folder):
+    """A folder as MIRACLE saved processors before `MiracleProcessor` became a `ProcessorMixin`."""
+    import json
+
+    processor.encoder_tokenizer.save_pretrained(folder / "encoder_tokenizer")
+    processor.decoder_tokenizer.save_pretrained(folder / "decoder_tokenizer")
+    settings = {"processor_class": "MiracleProcessor", "max_encoder_length": processor.max_encoder_length,
+                "max_prompt_length": processor.max_prompt_length, "max_response_length": processor.max_response_length}
+    (folder / "miracle_processor.json").write_text(json.dumps(settings, indent=2))
+
+
+@pytest.mark.parametrize("which", ["processor", "chat_processor"])
+def test_an_old_format_folder_loads_and_gives_identical_tensors(which, request, tmp_path):
+    processor = request.getfixturevalue(which)
+    processor.max_prompt_length, processor.max_response_length = 61, 9
+    save_in_the_old_format(processor, tmp_path)
+    loaded = MiracleProcessor.from_pretrained(tmp_path)
+    assert (loaded.max_encoder_length, loaded.max_prompt_length, loaded.max_response_length) == (
+        processor.max_encoder_length, 61, 9)
+    assert loaded.uses_chat_template == processor.uses_chat_template
+    expected = processor(CONVERSATIONS, responses=RESPONSES)
+    got = loaded(CONVERSATIONS, responses=RESPONSES)
+    assert sorted(got.keys()) == sorted(expected.keys())
+    for key in expected:
+        assert got[key].tolist() == expected[key].tolist(), key
+    assert MiracleProcessor.from_pretrained(tmp_path, max_prompt_length=33).max_prompt_length == 33
+    # Saving an old folder again writes the new format, which wins over the old settings file.
+    loaded.max_response_length = 12
+    loaded.save_pretrained(tmp_path)
+    assert (tmp_path / "processor_config.json").is_file()
+    assert MiracleProcessor.from_pretrained(tmp_path).max_response_length == 12
+
+
+def test_save_writes_the_processor_mixin_layout_and_round_trips(processor, tmp_path):
+    import json
+
+    from transformers import ProcessorMixin
+
+    assert isinstance(processor, ProcessorMixin)
+    assert MiracleProcessor.get_attributes() == ["encoder_tokenizer", "decoder_tokenizer"]
+    processor.max_response_length = 23
+    processor.save_pretrained(tmp_path)
+    assert not (tmp_path / "miracle_processor.json").exists()
+    settings = json.loads((tmp_path / "processor_config.json").read_text())
+    assert settings == {"processor_class": "MiracleProcessor", "max_encoder_length": processor.max_encoder_length,
+                        "max_prompt_length": processor.max_prompt_length, "max_response_length": 23}
+    for folder in ("encoder_tokenizer", "decoder_tokenizer"):
+        assert (tmp_path / folder / "tokenizer_config.json").is_file()
+    loaded = MiracleProcessor.from_pretrained(tmp_path)
+    assert loaded.to_dict() == processor.to_dict()
+    assert type(loaded.encoder_tokenizer) is type(processor.encoder_tokenizer)
+    expected = processor(CONVERSATIONS, responses=RESPONSES)
+    got = loaded(CONVERSATIONS, responses=RESPONSES)
+    for key in expected:
+        assert got[key].tolist() == expected[key].tolist(), key
+    # the limits override the file but never reach the tokenizers' saved settings
+    overridden = MiracleProcessor.from_pretrained(tmp_path, max_prompt_length=40)
+    assert overridden.max_prompt_length == 40
+    assert "max_prompt_length" not in overridden.decoder_tokenizer.init_kwargs
+
+
+def test_auto_processor_loads_an_old_format_folder(processor, tmp_path):
+    from transformers import AutoProcessor
+
+    from .conftest import make_model
+
+    make_model("gpt2").save_pretrained(tmp_path)
+    processor.max_response_length = 17
+    save_in_the_old_format(processor, tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded, MiracleProcessor) and loaded.max_response_length == 17
     assert loaded(CONVERSATIONS)["input_ids"].tolist() == processor(CONVERSATIONS)["input_ids"].tolist()

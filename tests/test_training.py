@@ -96,7 +96,7 @@ def test_push_to_hub_uploads_model_processor_and_card(trained, tmp_path):
                         "someone/miracle-tiny", "--save_strategy", "no"))
     repo_id, files, card = uploads[-1]
     assert repo_id == "someone/miracle-tiny"
-    for name in ("model.safetensors", "config.json", "miracle_processor.json", "encoder_tokenizer/tokenizer.json",
+    for name in ("model.safetensors", "config.json", "processor_config.json", "encoder_tokenizer/tokenizer.json",
                  "decoder_tokenizer/tokenizer_config.json", "README.md"):
         assert name in files
     assert "# someone/miracle-tiny" in card and "| language_style | plain, lyrical |" in card
