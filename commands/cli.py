@@ -125,13 +125,13 @@ def _generate(argv: list[str]) -> int:
     except UsageError as error:
         parser.error(str(error))
     args = parser.parse_args(argv)
+    model_path = resolve_model(args.model)  # before torch: a missing folder is reported at once
     import torch
     import transformers
     from transformers import pipeline
 
     from .. import load_model_and_processor
 
-    model_path = resolve_model(args.model)
     personality = _key_values(args.personality, "personality") or None
     weights = _key_values(args.weight, "weight", _number("--weight")) or None
     print(f"Loading {model_path or 'the packaged default model'} ...", file=sys.stderr, flush=True)

@@ -18,6 +18,21 @@ def offline_variable() -> str | None:
                  if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")), None)
 
 
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hub endpoint cannot be reached (one quick TCP connection), or None when it can: a Hub id is only
+    worth a minute of the Hub client's retries when the Hub answers."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    except OSError as error:
+        return f"{endpoint} is unreachable: {error}"
+    return None
+
+
 def resolve_model(value: str | None, flag: str = "--model") -> str | None:
     """A `--model` / `--from_model` value: None for the packaged default model (`default` or nothing), the folder
     if it exists, a Hub id if it can be one; a path that does not exist is refused at once (not looked up on the
@@ -33,8 +48,10 @@ def resolve_model(value: str | None, flag: str = "--model") -> str | None:
     path_like = (value.startswith((".", "/", "~")) or "\\" in value or len(parts) != 2 or not all(parts)
                  or Path(parts[0]).exists())
     offline = offline_variable()
-    if path_like or offline:
+    unreachable = None if path_like or offline else hub_unreachable()
+    if path_like or offline or unreachable:
         why = f" ({offline} is set, so Hub ids cannot be fetched)" if offline and not path_like else ""
+        why = f" (and the Hub, {unreachable}, so it cannot be a Hub id here)" if unreachable else why
         raise UsageError(f"{flag} {value}: no such folder{why}. Give a saved MIRACLE model's folder, or 'default' "
                          "for the packaged default model.")
     print(f"{value} is not a local folder: looking it up as a Hugging Face Hub id ...", file=sys.stderr, flush=True)

@@ -67,6 +67,27 @@ def test_a_missing_model_folder_is_reported_at_once(tmp_path, capsys, monkeypatc
     assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
 
 
+def test_a_hub_id_shaped_value_is_refused_at_once_when_the_hub_cannot_be_reached(tmp_path, monkeypatch, capsys):
+    import socket
+    import time
+
+    from modeling_miracle.commands.model_path import resolve_model
+
+    monkeypatch.chdir(tmp_path)  # no `runs/` here: "runs/nonexistent" looks like a Hub id
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    started = time.time()
+    assert main(["generate", "--model", "runs/nonexistent", "hi"]) == 2
+    assert time.time() - started < 5
+    err = capsys.readouterr().err
+    assert "--model runs/nonexistent: no such folder" in err and "http://127.0.0.1:9 is unreachable" in err
+    with socket.socket() as hub:  # an endpoint that answers: the value is worth looking up there
+        hub.bind(("127.0.0.1", 0))
+        hub.listen()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.getsockname()[1]}")
+        assert resolve_model("someone/some-model") == "someone/some-model"
+    assert "looking it up as a Hugging Face Hub id" in capsys.readouterr().err
+
+
 def test_default_means_the_packaged_model():
     from modeling_miracle.commands.model_path import resolve_model
 
