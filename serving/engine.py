@@ -234,8 +234,11 @@ class BatchingEngine:
         inputs = {name: tensor.to(model.device) for name, tensor in inputs.items()}
         personality = [r.personality for r in requests]
         weights = [r.attribute_weights or None for r in requests]
+        # With a noisy start each row draws its own (seeded) one; at the prior mean `generate` starts there itself,
+        # so the prior is not encoded twice.
+        noisy = SamplerSettings.from_config(model.config, **first.sampler).start_scale > 0
         start = start_latents(model, inputs["prior_input_ids"], inputs["prior_attention_mask"],
-                              [r.seed for r in requests], first.sampler)
+                              [r.seed for r in requests], first.sampler) if noisy else None
         options = {"max_new_tokens": max(limits), "do_sample": first.do_sample}
         if first.do_sample:
             options.update(temperature=first.temperature, top_p=first.top_p, top_k=first.top_k)
